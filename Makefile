@@ -1,0 +1,26 @@
+# One-liners; every target installs what it needs first.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[dev]' && touch $(STAMP)
+
+run: install
+	$(VENV)/bin/ce-gateway serve --config config/example.yaml --data-dir ./data
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff format --check gateway tests && $(VENV)/bin/ruff check gateway tests && $(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff format gateway tests && $(VENV)/bin/ruff check --fix gateway tests
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""CloudEvents push gateway."""
+
+__version__ = "0.1.0"
