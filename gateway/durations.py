@@ -42,7 +42,9 @@ def parse_duration(text: str) -> float:
         parts = {key: float(value) for key, value in iso.groupdict().items() if value}
         if parts:
             return sum(value * _UNIT_SECONDS[key.lower()] for key, value in parts.items())
-    raise DurationError(f"{text!r} is not a duration; use forms like 250ms, 10s, 1.5m, 24h or PT10S")
+    raise DurationError(
+        f"{text!r} is not a duration; use forms like 250ms, 10s, 1.5m, 24h or PT10S"
+    )
 
 
 def parse_size(text: str | int) -> int:

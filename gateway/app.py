@@ -1,0 +1,122 @@
+"""Wires the parts into one Starlette app. No logic lives here, only construction and lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway import health
+from gateway.admin import TopicsApi
+from gateway.clock import Clock, SteadyTime, SystemClock
+from gateway.problems import GatewayError, MethodNotAllowed, NotFound, problem_response
+from gateway.receiver import Receiver
+from gateway.retention import run_retention
+from gateway.settings import Settings
+from gateway.store.lmdb import LmdbStore
+from gateway.topics import TopicRegistry
+
+log = logging.getLogger("gateway")
+StoreOpener = Callable[[Settings], LmdbStore]
+
+
+def open_lmdb(settings: Settings) -> LmdbStore:
+    server = settings.server
+    return LmdbStore(
+        server.data_dir,
+        map_size=server.map_size,
+        max_map_size=server.max_map_size,
+        fsync=server.fsync,
+    )
+
+
+@dataclass
+class Gateway:
+    """What a running app holds; tests reach the store and clock through `app.state.gateway`."""
+
+    settings: Settings
+    clock: Clock
+    readiness: health.Readiness = field(default_factory=health.Readiness)
+    store: LmdbStore | None = None
+    topics: TopicRegistry | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def create_app(
+    settings: Settings, *, clock: Clock | None = None, open_store: StoreOpener = open_lmdb
+) -> Starlette:
+    gateway = Gateway(settings=settings, clock=clock or SystemClock())
+    now = SteadyTime(gateway.clock)
+    app = Starlette(
+        exception_handlers={
+            GatewayError: _gateway_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        lifespan=lambda app: _lifespan(gateway, open_store, now, app),
+    )
+    app.state.gateway = gateway
+    for route in health.routes(gateway.readiness):
+        app.router.routes.append(route)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(
+    gateway: Gateway, open_store: StoreOpener, now: SteadyTime, app: Starlette
+) -> AsyncIterator[None]:
+    store = await asyncio.to_thread(open_store, gateway.settings)
+    gateway.store = store
+    try:
+        topics = await _apply_topics(gateway, store)
+        receiver = Receiver(
+            store, topics, gateway.readiness, now, gateway.settings.server.max_body_size
+        )
+        app.router.routes.extend(receiver.routes() + TopicsApi(store, topics).routes())
+        gateway.readiness.checks.append(lambda: "store full" if store.full else None)
+        gateway.tasks.append(asyncio.create_task(run_retention(store, now, gateway.clock)))
+        gateway.readiness.set_ready()
+        yield
+    finally:
+        gateway.readiness.set_not_ready("shutting down")
+        for task in gateway.tasks:
+            task.cancel()
+        await asyncio.gather(*gateway.tasks, return_exceptions=True)
+        await asyncio.to_thread(store.close)
+
+
+async def _apply_topics(gateway: Gateway, store: LmdbStore) -> TopicRegistry:
+    topics = TopicRegistry(store)
+    for topic in gateway.settings.topics:
+        await topics.put(topic)
+    await topics.ensure_default()
+    gateway.topics = topics
+    return topics
+
+
+async def _gateway_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, GatewayError)
+    return problem_response(error, instance=request.url.path)
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    if error.status_code == 405:
+        return problem_response(MethodNotAllowed(f"{request.method} is not allowed here"))
+    if error.status_code == 404:
+        return problem_response(NotFound(f"no route {request.url.path}"))
+    generic = GatewayError(str(error.detail))
+    generic.status = error.status_code  # type: ignore[misc]
+    return problem_response(generic)
+
+
+async def _unexpected_error(request: Request, error: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem_response(GatewayError("unexpected error; see the gateway log"))

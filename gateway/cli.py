@@ -1,0 +1,72 @@
+"""`ce-gateway`: serve the gateway, and check a configuration file offline."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from gateway.settings import ConfigError, Settings, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigError as error:
+        print(f"ce-gateway: configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ce-gateway", description="CloudEvents push gateway")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", type=Path, help="YAML configuration file")
+    serve.add_argument("--data-dir", type=Path, help="overrides server.dataDir")
+    serve.add_argument("--host", help="overrides server.host")
+    serve.add_argument("--port", type=int, help="overrides server.port")
+    serve.set_defaults(run=_serve)
+    validate = commands.add_parser("validate-config", help="check a configuration file offline")
+    validate.add_argument("file", type=Path)
+    validate.set_defaults(run=_validate)
+    return parser
+
+
+def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
+    changes = {
+        key: value
+        for key, value in (("data_dir", args.data_dir), ("host", args.host), ("port", args.port))
+        if value is not None
+    }
+    return dataclasses.replace(settings, server=dataclasses.replace(settings.server, **changes))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.app import create_app, open_lmdb
+    from gateway.server import run_server
+    from gateway.store.lmdb import DataDirInUse
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = _with_overrides(load_config(args.config), args)
+    try:
+        store = open_lmdb(settings)  # before serving, so a second gateway fails with one line
+    except DataDirInUse as error:
+        print(f"ce-gateway: {error}", file=sys.stderr)
+        return 1
+    app = create_app(settings, open_store=lambda _: store)
+    asyncio.run(run_server(app, settings.server))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    settings = load_config(args.file)
+    print(
+        f"{args.file}: ok ({len(settings.topics)} topics, "
+        f"{len(settings.subscriptions)} subscriptions)"
+    )
+    return 0

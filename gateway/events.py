@@ -1,0 +1,190 @@
+"""CloudEvents in and out of HTTP, through the cloudevents SDK's `cloudevents.core` API.
+
+Ingress accepts binary (`ce-*` headers), structured (`application/cloudevents+json`) and batch
+(`application/cloudevents-batch+json`) mode, spec versions 1.0 and 0.3. The SDK parses and
+validates; we add what it leaves out: it silently invents a missing `id` or `time` (a missing
+`id` must be a 400, and we never alter a publisher's event), it has no batch format, and it
+does not cap extension names at 20 characters.
+
+Stored form: the SDK's structured JSON of the event, which is also what the admin API shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+from cloudevents.core.base import BaseCloudEvent
+from cloudevents.core.bindings import http
+from cloudevents.core.exceptions import BaseCloudEventException, CloudEventValidationError
+from cloudevents.core.formats.json import JSONFormat
+
+from gateway.problems import InvalidEvent, UnsupportedMediaType
+
+STRUCTURED: Final = "application/cloudevents+json"
+BATCH: Final = "application/cloudevents-batch+json"
+REQUIRED: Final = ("specversion", "id", "source", "type")
+SPEC_VERSIONS: Final = ("1.0", "0.3")
+EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+_JSON = JSONFormat()
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingEvent:
+    """One validated event, ready for the store: its dedup pair and its stored bytes."""
+
+    source: str
+    id: str
+    attributes: Mapping[str, Any]
+    payload: bytes
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def parse_request(headers: Mapping[str, str], body: bytes) -> list[IncomingEvent]:
+    """Every event in one ingress request; raises InvalidEvent or UnsupportedMediaType."""
+    kind = media_type(headers.get("content-type"))
+    if kind == BATCH:
+        return parse_batch(body)
+    if kind == STRUCTURED:
+        return [parse_structured(_json_object(body, index=None), index=None)]
+    if "ce-specversion" in headers or any(name.startswith("ce-") for name in headers):
+        return [parse_binary(headers, body)]
+    raise UnsupportedMediaType(
+        f"content type {kind or '(none)'!r} carries no CloudEvent; send binary mode (ce-* headers),"
+        f" {STRUCTURED} or {BATCH}",
+    )
+
+
+def parse_binary(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
+    attributes = {name[3:]: value for name, value in headers.items() if name.startswith("ce-")}
+    _check_required(attributes, index=None, prefix="ce-")
+    _check_extension_names(attributes, index=None, prefix="ce-")
+    message = http.HTTPMessage(headers=dict(headers), body=body)
+    event = _sdk(lambda: http.from_binary(message, _JSON), index=None, prefix="ce-")
+    return _incoming(event, publisher_sent_time="time" in attributes)
+
+
+def parse_structured(document: dict[str, Any], index: int | None) -> IncomingEvent:
+    _check_required(document, index=index, prefix="")
+    _check_extension_names(document, index=index, prefix="")
+    _check_value_types(document, index)
+    encoded = orjson.dumps(document)
+    event = _sdk(lambda: _JSON.read(None, encoded), index=index, prefix="")
+    return _incoming(event, publisher_sent_time="time" in document)
+
+
+def parse_batch(body: bytes) -> list[IncomingEvent]:
+    documents = _json(body)
+    if not isinstance(documents, list):
+        raise InvalidEvent("a batch must be a JSON array of CloudEvents", field=None)
+    events = []
+    for index, document in enumerate(documents):
+        if not isinstance(document, dict):
+            raise InvalidEvent("a batch element must be a JSON object", field=None, index=index)
+        events.append(parse_structured(document, index))
+    return events
+
+
+def to_stored(event: BaseCloudEvent) -> bytes:
+    return _JSON.write(event)
+
+
+def from_stored(payload: bytes) -> BaseCloudEvent:
+    return _JSON.read(None, payload)
+
+
+def _incoming(event: BaseCloudEvent, *, publisher_sent_time: bool) -> IncomingEvent:
+    if not publisher_sent_time:
+        # The SDK stamps a missing `time` with the current time; keep the event as published.
+        event.get_attributes().pop("time", None)
+    return IncomingEvent(
+        source=event.get_source(),
+        id=event.get_id(),
+        attributes=event.get_attributes(),
+        payload=to_stored(event),
+    )
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise InvalidEvent(f"body is not valid JSON: {error}", field=None) from None
+
+
+def _json_object(body: bytes, index: int | None) -> dict[str, Any]:
+    document = _json(body)
+    if not isinstance(document, dict):
+        raise InvalidEvent("a structured CloudEvent must be a JSON object", field=None, index=index)
+    return document
+
+
+def _check_required(attributes: Mapping[str, Any], index: int | None, prefix: str) -> None:
+    for name in REQUIRED:
+        value = attributes.get(name)
+        if value is None or value == "":
+            raise InvalidEvent(
+                f"required attribute {prefix}{name} is missing or empty", field=name, index=index
+            )
+        if not isinstance(value, str):
+            raise InvalidEvent(f"attribute {name} must be a string", field=name, index=index)
+    version = attributes["specversion"]
+    if version not in SPEC_VERSIONS:
+        raise InvalidEvent(
+            f"specversion {version!r} is not supported; use 1.0 or 0.3",
+            field="specversion",
+            index=index,
+        )
+
+
+def _check_extension_names(attributes: Mapping[str, Any], index: int | None, prefix: str) -> None:
+    for name in attributes:
+        if name in ("data", "data_base64") or EXTENSION_NAME.match(name):
+            continue
+        raise InvalidEvent(
+            f"attribute name '{prefix}{name}' is invalid; CloudEvents attribute names are 1-20"
+            " lowercase letters or digits",
+            field=name,
+            index=index,
+        )
+
+
+def _check_value_types(document: Mapping[str, Any], index: int | None) -> None:
+    """Attribute values are scalars (CloudEvents type system); base64 must really be base64."""
+    for name, value in document.items():
+        if name != "data" and isinstance(value, dict | list):
+            raise InvalidEvent(f"attribute {name} must be a scalar", field=name, index=index)
+    if "time" in document and not isinstance(document["time"], str):
+        raise InvalidEvent("time must be an RFC 3339 string", field="time", index=index)
+    encoded = document.get("data_base64")
+    if encoded is not None:
+        try:
+            base64.b64decode(encoded, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise InvalidEvent(
+                "data_base64 is not valid base64", field="data_base64", index=index
+            ) from None
+
+
+def _sdk(parse: Any, index: int | None, prefix: str) -> BaseCloudEvent:
+    """Run an SDK parse, translating its errors into InvalidEvent naming the field."""
+    try:
+        event: BaseCloudEvent = parse()
+    except CloudEventValidationError as error:
+        field, problems = next(iter(error.errors.items()))
+        detail = "; ".join(str(problem) for problem in problems)
+        raise InvalidEvent(f"{prefix}{field}: {detail}", field=field, index=index) from None
+    except (BaseCloudEventException, ValueError, TypeError, OverflowError) as error:
+        # What is left after our own checks is the SDK's bare ValueError for a bad `time`.
+        raise InvalidEvent(
+            f"{prefix}time is not an RFC 3339 timestamp: {error}", field="time", index=index
+        ) from None
+    return event

@@ -1,0 +1,46 @@
+"""Liveness and readiness (`/healthz`, `/readyz`).
+
+Ready means the store is open and accepting writes and the delivery engine has loaded; it goes
+not-ready first on shutdown, so a load balancer stops sending before the gateway stops taking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+class Readiness:
+    def __init__(self) -> None:
+        self._reasons: set[str] = {"starting"}
+        self.checks: list[Callable[[], str | None]] = []
+
+    def set_ready(self) -> None:
+        self._reasons.discard("starting")
+
+    def set_not_ready(self, reason: str) -> None:
+        self._reasons.add(reason)
+
+    def reasons(self) -> list[str]:
+        dynamic = [reason for check in self.checks if (reason := check()) is not None]
+        return sorted(self._reasons) + dynamic
+
+    @property
+    def ready(self) -> bool:
+        return not self.reasons()
+
+
+def routes(readiness: Readiness) -> list[Route]:
+    async def healthz(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> JSONResponse:
+        reasons = readiness.reasons()
+        if reasons:
+            return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    return [Route("/healthz", healthz), Route("/readyz", readyz)]

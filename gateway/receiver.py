@@ -1,0 +1,68 @@
+"""Ingress: `POST /topics/{topic}/events` and `POST /` (topic `default`), per DESIGN "Ingress".
+
+Answers 202 only once every event of the request is committed (fsync'd); a batch is all or
+nothing. Steps: topic exists, ready, read the body within the limit, parse, store, answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.bodies import read_body
+from gateway.events import parse_request
+from gateway.health import Readiness
+from gateway.problems import NotFound, NotReady
+from gateway.settings import DEFAULT_TOPIC
+from gateway.store.base import PublishResult
+from gateway.store.lmdb import LmdbStore
+from gateway.topics import TopicRegistry
+
+
+class Receiver:
+    def __init__(
+        self,
+        store: LmdbStore,
+        topics: TopicRegistry,
+        readiness: Readiness,
+        now: Callable[[], float],
+        max_body_size: int,
+        on_published: Callable[[str, PublishResult], None] = lambda topic, result: None,
+    ) -> None:
+        self._store = store
+        self._topics = topics
+        self._readiness = readiness
+        self._now = now
+        self._max_body_size = max_body_size
+        self.on_published = on_published
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/topics/{topic}/events", self.publish, methods=["POST"]),
+            Route("/", self.publish_default, methods=["POST"]),
+        ]
+
+    async def publish_default(self, request: Request) -> Response:
+        return await self._publish(request, DEFAULT_TOPIC)
+
+    async def publish(self, request: Request) -> Response:
+        return await self._publish(request, request.path_params["topic"])
+
+    async def _publish(self, request: Request, topic: str) -> Response:
+        if not self._topics.exists(topic):
+            raise NotFound(f"topic {topic!r} does not exist; create it first", topic=None)
+        if not self._readiness.ready:
+            raise NotReady("the gateway is not ready: " + ", ".join(self._readiness.reasons()))
+        body = await read_body(request, self._max_body_size)
+        events = parse_request(request.headers, body)
+        result = await self._store.publish(topic, events, self._now())
+        self.on_published(topic, result)
+        return Response(
+            orjson.dumps({"accepted": result.accepted, "duplicates": result.duplicates}),
+            status_code=202,
+            media_type="application/json",
+        )

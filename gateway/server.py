@@ -1,0 +1,47 @@
+"""Serving the app: Hypercorn by default, with the limits Hypercorn leaves off.
+
+Hypercorn has no read timeout by default (slow-loris) and no body limit (the receiver counts);
+we set `read_timeout`, keep-alive and graceful timeouts from settings. On SIGTERM/SIGINT the
+gateway turns not-ready first, then Hypercorn drains in-flight requests (RELIABILITY R17).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+from starlette.applications import Starlette
+
+from gateway.settings import ServerSettings
+
+
+def hypercorn_config(server: ServerSettings, bind: str | None = None) -> Config:
+    config = Config()
+    config.bind = [bind or f"{server.host}:{server.port}"]
+    config.read_timeout = max(1, int(server.read_timeout))
+    config.keep_alive_timeout = server.keep_alive_timeout
+    config.graceful_timeout = server.graceful_timeout
+    config.accesslog = None
+    config.errorlog = "-"
+    return config
+
+
+async def run_server(
+    app: Starlette, server: ServerSettings, shutdown: Callable[[], Awaitable[None]] | None = None
+) -> None:
+    await serve(app, hypercorn_config(server), shutdown_trigger=shutdown or _signals(app))  # type: ignore[arg-type]
+
+
+def _signals(app: Starlette) -> Callable[[], Awaitable[None]]:
+    async def wait_for_signal() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, stop.set)
+        await stop.wait()
+        app.state.gateway.readiness.set_not_ready("shutting down")
+
+    return wait_for_signal

@@ -1,0 +1,240 @@
+"""Configuration: the YAML file of DESIGN "Exact shapes", parsed once at the edge.
+
+The file is decoded into msgspec structs that mirror its camelCase shape (unknown keys are
+refused), then turned into frozen values with durations and sizes in plain numbers. Every error
+names the key path, e.g. `subscriptions[0].retryPolicy.maximumBackoff`, and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from gateway.durations import DurationError, parse_duration, parse_size
+
+DEFAULT_TOPIC = "default"
+TOPIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key path and the fix."""
+
+
+class _Raw(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+class RawServer(_Raw, frozen=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = "./data"
+    max_body_size: str | int = "1MiB"
+    read_timeout: str = "30s"
+    keep_alive_timeout: str = "75s"
+    graceful_timeout: str = "10s"
+    map_size: str | int = "256MiB"
+    max_map_size: str | int = "32GiB"
+    fsync: bool = True
+    engine: str = "hypercorn"
+
+
+class RawEgress(_Raw, frozen=True):
+    allowed_networks: list[str] = []
+    denied_networks: list[str] = []
+
+
+class RawAuth(_Raw, frozen=True):
+    publisher_token_file: str | None = None
+    admin_token_file: str | None = None
+
+
+class RawTopic(_Raw, frozen=True):
+    name: str
+    retention: str = "24h"
+
+
+class RawHttpDestination(_Raw, frozen=True):
+    url: str
+    content_mode: str = "binary"
+
+
+class RawSqsDestination(_Raw, frozen=True):
+    queue_url: str
+    region: str | None = None
+    credentials_file: str | None = None
+    endpoint_url: str | None = None
+    content_mode: str = "structured"
+
+
+class RawDestination(_Raw, frozen=True):
+    http: RawHttpDestination | None = None
+    sqs: RawSqsDestination | None = None
+
+
+class RawRetryPolicy(_Raw, frozen=True):
+    minimum_backoff: str = "10s"
+    maximum_backoff: str = "600s"
+    schedule: list[str] | None = None
+
+
+class RawSigning(_Raw, frozen=True):
+    secret_file: str
+
+
+class RawSubscription(_Raw, frozen=True):
+    name: str
+    topic: str
+    destination: RawDestination
+    filters: list[dict[str, Any]] = []
+    ack_deadline: str = "10s"
+    retry_policy: RawRetryPolicy = RawRetryPolicy()
+    max_delivery_attempts: int | None = None
+    permanent_status_codes: list[int] | None = None
+    dead_letter_topic: str | None = None
+    signing: RawSigning | None = None
+    max_concurrency: int = 32
+
+
+class RawConfig(_Raw, frozen=True):
+    server: RawServer = RawServer()
+    egress: RawEgress = RawEgress()
+    auth: RawAuth = RawAuth()
+    topics: list[RawTopic] = []
+    subscriptions: list[RawSubscription] = []
+    prune: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str
+    port: int
+    data_dir: Path
+    max_body_size: int
+    read_timeout: float
+    keep_alive_timeout: float
+    graceful_timeout: float
+    map_size: int
+    max_map_size: int
+    fsync: bool
+    engine: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSettings:
+    name: str
+    retention: float
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    server: ServerSettings
+    egress: RawEgress
+    auth: RawAuth
+    topics: tuple[TopicSettings, ...]
+    subscriptions: tuple[RawSubscription, ...]
+    prune: bool
+
+
+def duration_at(path: str, text: str) -> float:
+    try:
+        return parse_duration(text)
+    except DurationError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def size_at(path: str, text: str | int) -> int:
+    try:
+        return parse_size(text)
+    except DurationError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def check_topic_name(path: str, name: str) -> str:
+    if not TOPIC_NAME.match(name):
+        raise ConfigError(
+            f"{path}: {name!r} is not a topic name; use 1-100 letters, digits, '.', '_' or '-',"
+            " starting with a letter or digit"
+        )
+    return name
+
+
+def _server(raw: RawServer) -> ServerSettings:
+    if raw.engine not in ("hypercorn", "uvicorn"):
+        raise ConfigError(
+            f"server.engine: {raw.engine!r} is not a server; use hypercorn or uvicorn"
+        )
+    return ServerSettings(
+        host=raw.host,
+        port=raw.port,
+        data_dir=Path(raw.data_dir),
+        max_body_size=size_at("server.maxBodySize", raw.max_body_size),
+        read_timeout=duration_at("server.readTimeout", raw.read_timeout),
+        keep_alive_timeout=duration_at("server.keepAliveTimeout", raw.keep_alive_timeout),
+        graceful_timeout=duration_at("server.gracefulTimeout", raw.graceful_timeout),
+        map_size=size_at("server.mapSize", raw.map_size),
+        max_map_size=size_at("server.maxMapSize", raw.max_map_size),
+        fsync=raw.fsync,
+        engine=raw.engine,
+    )
+
+
+def topic_settings(raw: RawTopic, path: str) -> TopicSettings:
+    return TopicSettings(
+        name=check_topic_name(f"{path}.name", raw.name),
+        retention=duration_at(f"{path}.retention", raw.retention),
+    )
+
+
+def _topics(raws: list[RawTopic]) -> tuple[TopicSettings, ...]:
+    topics = [topic_settings(raw, f"topics[{index}]") for index, raw in enumerate(raws)]
+    names = [topic.name for topic in topics]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise ConfigError(f"topics[{index}].name: topic {name!r} is declared twice")
+    return tuple(topics)
+
+
+def msgspec_path(error: msgspec.ValidationError) -> str:
+    """Rewrite msgspec's `... - at `$.a[0].b`` into our `a[0].b: ...` form."""
+    message = str(error)
+    match = re.match(r"^(.*) - at `\$\.?(.*)`$", message)
+    if not match:
+        return message
+    text, path = match.groups()
+    return f"{path or '(top level)'}: {text}"
+
+
+def parse_config(data: Any) -> Settings:
+    """Validate decoded YAML/JSON into Settings; raises ConfigError naming the key path."""
+    if data is None:
+        data = {}
+    try:
+        raw = msgspec.convert(data, RawConfig)
+    except msgspec.ValidationError as error:
+        raise ConfigError(msgspec_path(error)) from None
+    return Settings(
+        server=_server(raw.server),
+        egress=raw.egress,
+        auth=raw.auth,
+        topics=_topics(raw.topics),
+        subscriptions=tuple(raw.subscriptions),
+        prune=raw.prune,
+    )
+
+
+def load_config(path: Path | None) -> Settings:
+    """Read and validate the YAML file at `path` (no file: every default)."""
+    if path is None:
+        return parse_config({})
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    return parse_config(data)

@@ -1,0 +1,1 @@
+"""Event storage: the interface and its LMDB implementation."""

@@ -1,0 +1,178 @@
+"""Group commit: one writer thread gathers concurrent write operations into one transaction.
+
+Each caller awaits its own operation; the writer drains whatever is queued, runs every
+operation in one LMDB write transaction, commits once (one fsync for the whole batch), and only
+then resolves the callers' futures. The event loop never blocks on fsync, and a 2xx is only ever
+sent after the commit that holds its event (RELIABILITY R3).
+
+Operations must raise only before their first write (check, then write). If one raises anyway,
+the batch is aborted and re-run without it, so no half-applied operation is ever committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import lmdb
+
+T = TypeVar("T")
+Transaction = Any  # lmdb.Transaction (the binding ships no type hints)
+log = logging.getLogger("gateway.store")
+
+
+@dataclass(slots=True)
+class Operation(Generic[T]):
+    run: Callable[[Transaction], T]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[T]
+    result: Any = None
+    error: BaseException | None = None
+
+
+@dataclass(slots=True)
+class CommitStats:
+    commits: int = 0
+    operations: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+
+
+_STOP = object()
+
+
+class Committer:
+    def __init__(
+        self,
+        begin: Callable[[], Transaction],
+        commit: Callable[[Transaction], None],
+        before_batch: Callable[[], None],
+        on_map_full: Callable[[], bool],
+        translate: Callable[[BaseException], BaseException],
+        max_batch: int = 2048,
+    ) -> None:
+        self._begin = begin
+        self._commit = commit
+        self._before_batch = before_batch
+        self._on_map_full = on_map_full
+        self._translate = translate
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="lmdb-writer", daemon=True)
+        self.stats = CommitStats()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish every queued operation, then stop the writer thread."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    async def submit(self, run: Callable[[Transaction], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(Operation(run=run, loop=loop, future=future))
+        return await future
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            batch, stopping = self._gather()
+            if batch:
+                self._execute(batch)
+                self._resolve(batch)
+
+    def _gather(self) -> tuple[list[Operation[Any]], bool]:
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        batch = [first]
+        while len(batch) < self._max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _execute(self, batch: list[Operation[Any]]) -> None:
+        pending = list(batch)
+        grown = False
+        while pending:
+            try:
+                self._before_batch()
+                self._apply(pending)
+                return
+            except lmdb.MapFullError as error:
+                if not grown and self._on_map_full():
+                    grown = True
+                    continue
+                self._fail(pending, error)
+                return
+            except _OperationFailed as failed:
+                # An operation raised: drop it and re-run the rest, so nothing half-applied lands.
+                pending.remove(failed.operation)
+            except Exception as error:  # commit failed: none of the batch is durable
+                log.warning("commit failed: %s", error.__class__.__name__)
+                self._fail(pending, error)
+                return
+
+    def _apply(self, pending: list[Operation[Any]]) -> None:
+        txn = self._begin()
+        try:
+            for operation in pending:
+                try:
+                    operation.result = operation.run(txn)
+                except lmdb.MapFullError:
+                    raise
+                except Exception as error:
+                    operation.error = error
+                    raise _OperationFailed(operation) from error
+            self._commit(txn)
+        except BaseException:
+            txn.abort()
+            raise
+        self.stats.commits += 1
+        self.stats.operations += len(pending)
+        self.stats.batch_sizes.append(len(pending))
+        del self.stats.batch_sizes[:-1000]
+
+    def _fail(self, pending: list[Operation[Any]], error: BaseException) -> None:
+        for operation in pending:
+            operation.error = error
+
+    def _resolve(self, batch: list[Operation[Any]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[Operation[Any]]] = {}
+        for operation in batch:
+            by_loop.setdefault(operation.loop, []).append(operation)
+        for loop, operations in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, operations, self._translate)
+            except RuntimeError:  # the loop closed while we committed; nobody is waiting
+                pass
+
+
+class _OperationFailed(Exception):
+    def __init__(self, operation: Operation[Any]) -> None:
+        super().__init__("operation failed")
+        self.operation = operation
+
+
+def _settle(
+    operations: list[Operation[Any]], translate: Callable[[BaseException], BaseException]
+) -> None:
+    for operation in operations:
+        if operation.future.done():
+            continue
+        if operation.error is not None:
+            operation.future.set_exception(translate(operation.error))
+        else:
+            operation.future.set_result(operation.result)

@@ -1,0 +1,103 @@
+"""Byte layouts of the LMDB tables: pure encode/decode, no I/O.
+
+    events      topic \\0 seq(u64)              -> received(f64) dedup(32) payload
+    dedup       sha256(topic, source, id)       -> seq(u64) received(f64)
+    deliveries  subscription \\0 seq(u64)       -> DeliveryState (msgpack)
+    due         subscription \\0 due_ms(u64) seq -> b""          (the due-time index)
+    meta        b"seq"                          -> next seq(u64)
+                b"topic/" name                  -> topic settings (JSON)
+                b"subscription/" name           -> subscription spec (JSON)
+                b"count/" subscription "/" kind -> u64 counter
+
+Dedup keys are a fixed-size hash because LMDB keys are at most 511 bytes and a CloudEvent's
+source and id are unbounded (RELIABILITY R4). Names never contain NUL (they are validated).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import msgspec
+
+SEQ = struct.Struct(">Q")
+EVENT_HEADER = struct.Struct(">d32s")
+DEDUP_VALUE = struct.Struct(">Qd")
+SEP = b"\x00"
+
+
+class DeliveryState(msgspec.Struct, array_like=True, frozen=True):
+    """One event's delivery to one subscription, as stored between attempts."""
+
+    topic: str
+    seq: int
+    attempts: int
+    due: float
+    expires: float
+    last_status: str | None = None
+    last_error: str | None = None
+    last_body: bytes | None = None
+    payload: bytes | None = None  # set for redriven dead letters, which live outside any topic
+
+
+_DELIVERY_ENCODER = msgspec.msgpack.Encoder()
+_DELIVERY_DECODER = msgspec.msgpack.Decoder(DeliveryState)
+
+
+def dedup_key(topic: str, source: str, event_id: str) -> bytes:
+    digest = hashlib.sha256()
+    for part in (topic, source, event_id):
+        encoded = part.encode()
+        digest.update(SEQ.pack(len(encoded)))
+        digest.update(encoded)
+    return digest.digest()
+
+
+def topic_prefix(topic: str) -> bytes:
+    return topic.encode() + SEP
+
+
+def event_key(topic: str, seq: int) -> bytes:
+    return topic_prefix(topic) + SEQ.pack(seq)
+
+
+def seq_of(key: bytes) -> int:
+    return int(SEQ.unpack_from(key, len(key) - SEQ.size)[0])
+
+
+def event_value(received: float, dedup: bytes, payload: bytes) -> bytes:
+    return EVENT_HEADER.pack(received, dedup) + payload
+
+
+def split_event_value(value: bytes) -> tuple[float, bytes, bytes]:
+    received, dedup = EVENT_HEADER.unpack_from(value)
+    return received, dedup, bytes(value[EVENT_HEADER.size :])
+
+
+def delivery_key(subscription: str, seq: int) -> bytes:
+    return subscription.encode() + SEP + SEQ.pack(seq)
+
+
+def due_prefix(subscription: str) -> bytes:
+    return subscription.encode() + SEP
+
+
+def due_key(subscription: str, due: float, seq: int) -> bytes:
+    return due_prefix(subscription) + SEQ.pack(max(0, int(due * 1000))) + SEQ.pack(seq)
+
+
+def split_due_key(key: bytes) -> tuple[float, int]:
+    due_ms, seq = struct.unpack_from(">QQ", key, len(key) - 16)
+    return due_ms / 1000.0, int(seq)
+
+
+def encode_delivery(state: DeliveryState) -> bytes:
+    return _DELIVERY_ENCODER.encode(state)
+
+
+def decode_delivery(value: bytes) -> DeliveryState:
+    return _DELIVERY_DECODER.decode(value)
+
+
+def counter_key(subscription: str, kind: str) -> bytes:
+    return b"count/" + subscription.encode() + b"/" + kind.encode()

@@ -1,0 +1,197 @@
+"""Classification of push results and the decision recorded after each attempt."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from gateway.outcomes import (
+    DEFAULT_PERMANENT_STATUS,
+    Ack,
+    DeadLetter,
+    Decision,
+    RetryAt,
+    Verdict,
+    classify_error,
+    classify_status,
+    decide,
+)
+
+ACK, RETRY, PERMANENT = Verdict.ACK, Verdict.RETRY, Verdict.PERMANENT
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        pytest.param(100, RETRY, id="100-retries"),
+        pytest.param(101, RETRY, id="101-retries"),
+        pytest.param(102, ACK, id="102-processing-acks"),
+        pytest.param(103, RETRY, id="103-retries"),
+        pytest.param(200, ACK, id="200-acks"),
+        pytest.param(201, ACK, id="201-acks"),
+        pytest.param(202, ACK, id="202-acks"),
+        pytest.param(204, ACK, id="204-acks"),
+        pytest.param(299, ACK, id="299-acks"),
+        pytest.param(301, RETRY, id="301-redirect-not-followed"),
+        pytest.param(302, RETRY, id="302-redirect-not-followed"),
+        pytest.param(304, RETRY, id="304-retries"),
+        pytest.param(307, RETRY, id="307-redirect-not-followed"),
+        pytest.param(400, PERMANENT, id="400-permanent"),
+        pytest.param(401, PERMANENT, id="401-permanent"),
+        pytest.param(403, PERMANENT, id="403-permanent"),
+        pytest.param(404, RETRY, id="404-retries-rollout"),
+        pytest.param(405, PERMANENT, id="405-permanent"),
+        pytest.param(408, RETRY, id="408-retries"),
+        pytest.param(409, RETRY, id="409-retries-rollout"),
+        pytest.param(410, PERMANENT, id="410-permanent"),
+        pytest.param(413, PERMANENT, id="413-permanent"),
+        pytest.param(415, PERMANENT, id="415-permanent"),
+        pytest.param(422, PERMANENT, id="422-permanent"),
+        pytest.param(429, RETRY, id="429-retries"),
+        pytest.param(499, PERMANENT, id="499-permanent"),
+        pytest.param(500, RETRY, id="500-retries"),
+        pytest.param(502, RETRY, id="502-retries"),
+        pytest.param(503, RETRY, id="503-retries"),
+        pytest.param(504, RETRY, id="504-retries"),
+        pytest.param(599, RETRY, id="599-retries"),
+        pytest.param(600, RETRY, id="600-retries"),
+        pytest.param(999, RETRY, id="999-retries"),
+        pytest.param(0, RETRY, id="0-retries"),
+    ],
+)
+def test_classify_status_default(status: int, expected: Verdict) -> None:
+    assert classify_status(status) is expected
+
+
+def test_default_permanent_set_is_4xx_minus_retried() -> None:
+    assert frozenset(range(400, 500)) - DEFAULT_PERMANENT_STATUS == {404, 408, 409, 429}
+    assert DEFAULT_PERMANENT_STATUS <= frozenset(range(400, 500))
+    assert len(DEFAULT_PERMANENT_STATUS) == 96
+
+
+@pytest.mark.parametrize(
+    ("status", "codes", "expected"),
+    [
+        pytest.param(400, frozenset({400, 404}), PERMANENT, id="listed-400-permanent"),
+        pytest.param(404, frozenset({400, 404}), PERMANENT, id="listed-404-permanent"),
+        pytest.param(401, frozenset({400, 404}), RETRY, id="unlisted-401-retries"),
+        pytest.param(429, frozenset({400, 404}), RETRY, id="unlisted-429-retries"),
+        pytest.param(400, frozenset(), RETRY, id="empty-set-retries-all-4xx"),
+        pytest.param(503, frozenset({503}), RETRY, id="5xx-never-permanent"),
+        pytest.param(301, frozenset({301}), RETRY, id="3xx-never-permanent"),
+        pytest.param(200, frozenset({200}), ACK, id="2xx-still-acks"),
+        pytest.param(102, frozenset({102}), ACK, id="102-still-acks"),
+    ],
+)
+def test_classify_status_override(status: int, codes: frozenset[int], expected: Verdict) -> None:
+    assert classify_status(status, codes) is expected
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        pytest.param("timeout", RETRY, id="timeout-retries"),
+        pytest.param("connect", RETRY, id="connect-retries"),
+        pytest.param("tls", RETRY, id="tls-retries"),
+        pytest.param("protocol", RETRY, id="protocol-retries"),
+        pytest.param("egress-denied", PERMANENT, id="egress-denied-permanent"),
+        pytest.param("invalid-request", PERMANENT, id="invalid-request-permanent"),
+        pytest.param("something-new", RETRY, id="unknown-retries"),
+        pytest.param("", RETRY, id="empty-retries"),
+        pytest.param("EGRESS-DENIED", RETRY, id="case-sensitive"),
+    ],
+)
+def test_classify_error(kind: str, expected: Verdict) -> None:
+    assert classify_error(kind) is expected
+
+
+NOW = 1_000.0
+EXPIRES = 2_000.0
+
+
+@pytest.mark.parametrize(
+    ("verdict", "attempts", "max_attempts", "delay", "expected"),
+    [
+        pytest.param(ACK, 1, 5, 10.0, Ack(), id="ack"),
+        pytest.param(ACK, 5, 5, 5_000.0, Ack(), id="ack-even-when-exhausted-or-expired"),
+        pytest.param(PERMANENT, 1, 5, 10.0, DeadLetter("permanent"), id="permanent-first"),
+        pytest.param(PERMANENT, 1, None, 10.0, DeadLetter("permanent"), id="permanent-no-max"),
+        pytest.param(RETRY, 5, 5, 10.0, DeadLetter("exhausted"), id="retry-at-max-exhausted"),
+        pytest.param(RETRY, 6, 5, 10.0, DeadLetter("exhausted"), id="retry-past-max-exhausted"),
+        pytest.param(RETRY, 5, 5, 5_000.0, DeadLetter("exhausted"), id="exhausted-before-expired"),
+        pytest.param(RETRY, 1, 1, 10.0, DeadLetter("exhausted"), id="max-one-no-retry"),
+        pytest.param(RETRY, 2, 5, 1_000.0, DeadLetter("expired"), id="due-equals-expiry-expired"),
+        pytest.param(RETRY, 2, None, 5_000.0, DeadLetter("expired"), id="due-past-expiry-expired"),
+    ],
+)
+def test_decide_terminal(
+    verdict: Verdict, attempts: int, max_attempts: int | None, delay: float, expected: Decision
+) -> None:
+    decision = decide(
+        verdict,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        now=NOW,
+        delay=delay,
+        expires_at=EXPIRES,
+    )
+    assert decision == expected
+
+
+@pytest.mark.parametrize(
+    ("attempts", "max_attempts", "delay", "due"),
+    [
+        pytest.param(1, 5, 10.0, 1_010.0, id="first-retry"),
+        pytest.param(4, 5, 10.0, 1_010.0, id="one-below-max"),
+        pytest.param(1_000, None, 10.0, 1_010.0, id="no-max-unbounded"),
+        pytest.param(2, 5, 999.5, 1_999.5, id="just-before-expiry"),
+        pytest.param(2, 5, 0.0, 1_000.0, id="zero-delay"),
+    ],
+)
+def test_decide_retry(attempts: int, max_attempts: int | None, delay: float, due: float) -> None:
+    decision = decide(
+        RETRY,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        now=NOW,
+        delay=delay,
+        expires_at=EXPIRES,
+    )
+    assert isinstance(decision, RetryAt)
+    assert decision.due == due
+    assert decision.reason
+    assert len(decision.reason) <= 80
+    assert str(attempts) in decision.reason
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(RetryAt(due=1.0, reason="x"), id="retry-at"),
+        pytest.param(DeadLetter("expired"), id="dead-letter"),
+    ],
+)
+def test_decisions_are_frozen(value: RetryAt | DeadLetter) -> None:
+    field = dataclasses.fields(value)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(value, field, None)
+
+
+def test_decisions_compare_by_value() -> None:
+    assert Ack() == Ack()
+    assert DeadLetter("permanent") != DeadLetter("expired")
+    assert RetryAt(1.0, "a") == RetryAt(1.0, "a")
+
+
+@pytest.mark.parametrize(
+    ("verdict", "value"),
+    [
+        pytest.param(ACK, "ack", id="ack"),
+        pytest.param(RETRY, "retry", id="retry"),
+        pytest.param(PERMANENT, "permanent", id="permanent"),
+    ],
+)
+def test_verdict_values(verdict: Verdict, value: str) -> None:
+    assert verdict.value == value
+    assert Verdict(value) is verdict
