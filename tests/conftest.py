@@ -1,0 +1,119 @@
+"""Shared fixtures: a real gateway served by Hypercorn on 127.0.0.1, over a temp-dir LMDB."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypercorn.asyncio import serve
+from starlette.applications import Starlette
+
+from gateway.app import Gateway, create_app, open_lmdb
+from gateway.clock import Clock
+from gateway.server import hypercorn_config
+from gateway.settings import Settings, parse_config
+from gateway.store.lmdb import LmdbStore
+
+BINARY_HEADERS = {
+    "ce-specversion": "1.0",
+    "ce-type": "com.example.order.created",
+    "ce-source": "/shop",
+    "content-type": "application/json",
+}
+
+
+def make_settings(data_dir: Path, **config: Any) -> Settings:
+    config.setdefault("topics", [{"name": "orders"}])
+    server = {"dataDir": str(data_dir), **config.pop("server", {})}
+    return parse_config({"server": server, **config})
+
+
+@dataclass
+class RunningGateway:
+    url: str
+    app: Starlette
+    client: httpx.AsyncClient
+
+    @property
+    def gateway(self) -> Gateway:
+        gateway: Gateway = self.app.state.gateway
+        return gateway
+
+    @property
+    def store(self) -> LmdbStore:
+        assert self.gateway.store is not None
+        return self.gateway.store
+
+    async def publish(self, topic: str, event_id: str, **headers: str) -> httpx.Response:
+        return await self.client.post(
+            f"/topics/{topic}/events",
+            headers={**BINARY_HEADERS, "ce-id": event_id, **headers},
+            content=b'{"n": 1}',
+        )
+
+
+@contextlib.asynccontextmanager
+async def run_gateway(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    open_store: Callable[[Settings], LmdbStore] = open_lmdb,
+) -> AsyncIterator[RunningGateway]:
+    """Serve a gateway on a free loopback port until the block ends."""
+    app = create_app(settings, clock=clock, open_store=open_store)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    # Hypercorn takes ownership of the descriptor and closes it at shutdown.
+    config = hypercorn_config(settings.server, bind=f"fd://{listener.detach()}")
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            await _wait_ready(client, task)
+            yield RunningGateway(url, app, client)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def _wait_ready(client: httpx.AsyncClient, task: asyncio.Task[Any]) -> None:
+    for _ in range(200):
+        if task.done():
+            task.result()  # surface a startup failure
+        with contextlib.suppress(httpx.TransportError):
+            if (await client.get("/readyz")).status_code == 200:
+                return
+        await asyncio.sleep(0.02)
+    raise TimeoutError("gateway did not become ready")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+async def gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
+    async with run_gateway(settings) as running:
+        yield running
+
+
+def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    """Every 4xx/5xx is an RFC 9457 problem body with our stable type."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem: dict[str, Any] = response.json()
+    assert problem["type"] == f"urn:ce-gateway:problem:{slug}"
+    assert problem["status"] == status
+    assert problem["detail"]
+    return problem
