@@ -57,9 +57,14 @@ class Receiver:
             raise NotFound(f"topic {topic!r} does not exist; create it first", topic=None)
         if not self._readiness.ready:
             raise NotReady("the gateway is not ready: " + ", ".join(self._readiness.reasons()))
-        body = await read_body(request, self._max_body_size)
-        events = parse_request(request.headers, body)
-        result = await self._store.publish(topic, events, self._now())
+        self._store.announce()
+        try:
+            body = await read_body(request, self._max_body_size)
+            events = parse_request(request.headers, body)
+        except BaseException:
+            self._store.withdraw()
+            raise
+        result = await self._store.publish(topic, events, self._now(), announced=True)
         self.on_published(topic, result)
         return Response(
             orjson.dumps({"accepted": result.accepted, "duplicates": result.duplicates}),

@@ -71,20 +71,37 @@ async def test_failed_nth_commit_never_answers_2xx_and_leaves_nothing_partial(
 
 
 async def test_group_commit_takes_far_fewer_commits_than_events(settings: Settings) -> None:
-    """R3b: 200 concurrent publishes; each 2xx is answered only after its commit."""
+    """R3b: 200 concurrent publishes (from another process, as real publishers are)."""
     async with run_gateway(settings) as gw:
         before = gw.store.commits
+        load = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.tools.publisher",
+            gw.url,
+            "orders",
+            "200",
+            "200",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        output, _ = await load.communicate()
+        commits = gw.store.commits - before
+        assert orjson.loads(output)["statuses"] == {"202": 200}
+        assert len(event_ids(gw.store)) == 200
+    print(f"\nR3b: 200 concurrent publishes took {commits} commits ({commits / 200:.3f} per event)")
+    assert commits < 200 / 4
+
+
+async def test_each_2xx_comes_after_the_commit_holding_its_event(settings: Settings) -> None:
+    """R3b: a read transaction sees only committed data, so the event is there at the 2xx."""
+    async with run_gateway(settings) as gw:
 
         async def publish_and_check(index: int) -> None:
             response = await gw.publish("orders", f"c{index}")
             assert response.status_code == 202
-            # A read transaction sees only committed data: the event must already be there.
             assert f"c{index}" in event_ids(gw.store)
 
-        await asyncio.gather(*(publish_and_check(index) for index in range(200)))
-        commits = gw.store.commits - before
-    print(f"\nR3b: 200 concurrent publishes took {commits} commits ({commits / 200:.3f} per event)")
-    assert commits < 200
+        await asyncio.gather(*(publish_and_check(index) for index in range(50)))
 
 
 def test_production_opens_with_full_durability(tmp_path: Path) -> None:

@@ -5,6 +5,11 @@ operation in one LMDB write transaction, commits once (one fsync for the whole b
 then resolves the callers' futures. The event loop never blocks on fsync, and a 2xx is only ever
 sent after the commit that holds its event (RELIABILITY R3).
 
+A request that will submit an operation soon can `announce()` itself first (the receiver does,
+before reading the body). While announced operations are outstanding, the writer lingers up to
+`linger` seconds for them before committing, so concurrent publishers share one fsync even when
+fsync is fast; a lone publisher never waits.
+
 Operations must raise only before their first write (check, then write). If one raises anyway,
 the batch is aborted and re-run without it, so no half-applied operation is ever committed.
 """
@@ -15,6 +20,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -31,6 +37,7 @@ class Operation(Generic[T]):
     run: Callable[[Transaction], T]
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[T]
+    announced: bool = False
     result: Any = None
     error: BaseException | None = None
 
@@ -54,6 +61,7 @@ class Committer:
         on_map_full: Callable[[], bool],
         translate: Callable[[BaseException], BaseException],
         max_batch: int = 2048,
+        linger: float = 0.004,
     ) -> None:
         self._begin = begin
         self._commit = commit
@@ -61,6 +69,9 @@ class Committer:
         self._on_map_full = on_map_full
         self._translate = translate
         self._max_batch = max_batch
+        self._linger = linger
+        self._announced = 0
+        self._announced_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="lmdb-writer", daemon=True)
         self.stats = CommitStats()
@@ -74,10 +85,21 @@ class Committer:
             self._queue.put(_STOP)
             self._thread.join()
 
-    async def submit(self, run: Callable[[Transaction], T]) -> T:
+    def announce(self) -> None:
+        """A write is coming from this caller: let the writer wait for it (see module doc)."""
+        with self._announced_lock:
+            self._announced += 1
+
+    def withdraw(self) -> None:
+        """The announced write will not come after all (the request failed first)."""
+        with self._announced_lock:
+            self._announced -= 1
+
+    async def submit(self, run: Callable[[Transaction], T], announced: bool = False) -> T:
+        """Queue `run` for the next commit; `announced` if `announce()` was called for it."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(Operation(run=run, loop=loop, future=future))
+        self._queue.put(Operation(run=run, loop=loop, future=future, announced=announced))
         return await future
 
     def _run(self) -> None:
@@ -88,16 +110,28 @@ class Committer:
                 self._execute(batch)
                 self._resolve(batch)
 
+    def _take(self, item: Any) -> Any:
+        if isinstance(item, Operation) and item.announced:
+            self.withdraw()
+        return item
+
     def _gather(self) -> tuple[list[Operation[Any]], bool]:
-        first = self._queue.get()
+        first = self._take(self._queue.get())
         if first is _STOP:
             return [], True
         batch = [first]
+        deadline = time.monotonic() + self._linger
         while len(batch) < self._max_batch:
             try:
-                item = self._queue.get_nowait()
+                item = self._take(self._queue.get_nowait())
             except queue.Empty:
-                break
+                remaining = deadline - time.monotonic()
+                if self._announced <= 0 or remaining <= 0:
+                    break
+                try:
+                    item = self._take(self._queue.get(timeout=min(remaining, 0.0005)))
+                except queue.Empty:
+                    continue
             if item is _STOP:
                 return batch, True
             batch.append(item)

@@ -129,9 +129,17 @@ class LmdbStore:
         with self._read_gate, self.env.begin() as txn:
             return run(txn)
 
-    async def write(self, run: Callable[[Transaction], T]) -> T:
+    def announce(self) -> None:
+        """A publish is on its way: the group committer may wait briefly to share a commit."""
+        self._committer.announce()
+
+    def withdraw(self) -> None:
+        """The announced publish will not come (it failed before reaching the store)."""
+        self._committer.withdraw()
+
+    async def write(self, run: Callable[[Transaction], T], announced: bool = False) -> T:
         """Run `run` in the next group-committed write transaction."""
-        return await self._committer.submit(run)
+        return await self._committer.submit(run, announced)
 
     # -- topics ----------------------------------------------------------------------------
 
@@ -187,9 +195,9 @@ class LmdbStore:
     # -- publish and browse ----------------------------------------------------------------
 
     async def publish(
-        self, topic: str, events: Sequence[IncomingEvent], now: float
+        self, topic: str, events: Sequence[IncomingEvent], now: float, announced: bool = False
     ) -> PublishResult:
-        return await self.write(lambda txn: self._publish(txn, topic, events, now))
+        return await self.write(lambda txn: self._publish(txn, topic, events, now), announced)
 
     def _publish(
         self, txn: Transaction, topic: str, events: Sequence[IncomingEvent], now: float
