@@ -14,6 +14,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections.abc import Awaitable
 from typing import Protocol
 
 
@@ -26,8 +27,8 @@ class Clock(Protocol):
         """Seconds from an arbitrary origin that never goes backwards."""
         ...
 
-    async def sleep(self, seconds: float) -> None:
-        """Sleep for `seconds` of monotonic time."""
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        """Sleep for `seconds` of monotonic time, counted from this call."""
         ...
 
 
@@ -38,8 +39,8 @@ class SystemClock:
     def monotonic(self) -> float:
         return time.monotonic()
 
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        return asyncio.sleep(max(0.0, seconds))
 
 
 class SteadyTime:
@@ -68,13 +69,13 @@ class ManualClock:
     def monotonic(self) -> float:
         return self._mono
 
-    async def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        # The deadline is fixed now, at the call, so an `advance` before the first await counts.
         if seconds <= 0:
-            await asyncio.sleep(0)
-            return
+            return asyncio.sleep(0)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._mono + seconds, next(self._order), future))
-        await future
+        return future
 
     def advance(self, seconds: float) -> None:
         """Move wall and monotonic time forward together, waking every sleeper now due."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+import orjson
+
 DL_ATTRIBUTES: Final = (
     "dlsubscription",
     "dlreason",
@@ -88,3 +90,16 @@ def dead_letter_attributes(
 def strip_dead_letter_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """`attributes` without the DL_ATTRIBUTES keys (for redrive); everything else is kept."""
     return {name: value for name, value in attributes.items() if name not in DL_ATTRIBUTES}
+
+
+def dead_letter_payload(payload: bytes, attributes: Mapping[str, str]) -> bytes:
+    """The stored (structured JSON) event with `attributes` added: what the dead-letter topic
+    keeps. Earlier `dl*` attributes are replaced, never stacked."""
+    document = strip_dead_letter_attributes(orjson.loads(payload))
+    document.update(attributes)
+    return orjson.dumps(document)
+
+
+def redriven_payload(payload: bytes) -> bytes:
+    """A dead letter made deliverable again: the original event, without the `dl*` attributes."""
+    return orjson.dumps(strip_dead_letter_attributes(orjson.loads(payload)))

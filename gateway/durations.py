@@ -67,5 +67,10 @@ def format_duration(seconds: float) -> str:
         if value >= 1 and value == int(value):
             return f"{int(value)}{unit}"
     if seconds >= 1:
-        return f"{seconds:g}s"
-    return f"{seconds * 1000:g}ms"
+        return f"{_plain(seconds)}s"
+    return f"{_plain(seconds * 1000)}ms"
+
+
+def _plain(value: float) -> str:
+    """A decimal without exponent or float noise, exact to the microsecond."""
+    return f"{value:.6f}".rstrip("0").rstrip(".")

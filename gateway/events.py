@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import unquote
 
 import orjson
 from cloudevents.core.base import BaseCloudEvent
@@ -69,7 +70,7 @@ def parse_binary(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
     _check_extension_names(attributes, index=None, prefix="ce-")
     message = http.HTTPMessage(headers=dict(headers), body=body)
     event = _sdk(lambda: http.from_binary(message, _JSON), index=None, prefix="ce-")
-    return _incoming(event, publisher_sent_time="time" in attributes)
+    return _incoming(event, original_time=_header_time(attributes.get("time")))
 
 
 def parse_structured(document: dict[str, Any], index: int | None) -> IncomingEvent:
@@ -78,7 +79,7 @@ def parse_structured(document: dict[str, Any], index: int | None) -> IncomingEve
     _check_value_types(document, index)
     encoded = orjson.dumps(document)
     event = _sdk(lambda: _JSON.read(None, encoded), index=index, prefix="")
-    return _incoming(event, publisher_sent_time="time" in document)
+    return _incoming(event, original_time=document.get("time"))
 
 
 def parse_batch(body: bytes) -> list[IncomingEvent]:
@@ -93,24 +94,43 @@ def parse_batch(body: bytes) -> list[IncomingEvent]:
     return events
 
 
-def to_stored(event: BaseCloudEvent) -> bytes:
-    return _JSON.write(event)
+def to_stored(event: BaseCloudEvent, original_time: str | None) -> bytes:
+    """The SDK's structured JSON, with `time` exactly as the publisher wrote it (the SDK keeps
+    only microseconds; RFC 3339 allows any number of fraction digits)."""
+    if original_time is None:
+        return _JSON.write(event)
+    document = orjson.loads(_JSON.write(event))
+    document["time"] = original_time
+    return orjson.dumps(document)
 
 
-def from_stored(payload: bytes) -> BaseCloudEvent:
-    return _JSON.read(None, payload)
+def from_stored(payload: bytes) -> tuple[BaseCloudEvent, str | None]:
+    """The SDK event for a stored payload, and the original `time` text if it had one.
+
+    The SDK stamps a missing `time` with the current time; we remove it again so a push carries
+    exactly the attributes that were published.
+    """
+    original_time = orjson.loads(payload).get("time")
+    event = _JSON.read(None, payload)
+    if original_time is None:
+        event.get_attributes().pop("time", None)
+    return event, original_time
 
 
-def _incoming(event: BaseCloudEvent, *, publisher_sent_time: bool) -> IncomingEvent:
-    if not publisher_sent_time:
+def _incoming(event: BaseCloudEvent, *, original_time: str | None) -> IncomingEvent:
+    if original_time is None:
         # The SDK stamps a missing `time` with the current time; keep the event as published.
         event.get_attributes().pop("time", None)
     return IncomingEvent(
         source=event.get_source(),
         id=event.get_id(),
         attributes=event.get_attributes(),
-        payload=to_stored(event),
+        payload=to_stored(event, original_time),
     )
+
+
+def _header_time(value: str | None) -> str | None:
+    return None if value is None else unquote(value)
 
 
 def _json(body: bytes) -> Any:
@@ -164,14 +184,18 @@ def _check_value_types(document: Mapping[str, Any], index: int | None) -> None:
             raise InvalidEvent(f"attribute {name} must be a scalar", field=name, index=index)
     if "time" in document and not isinstance(document["time"], str):
         raise InvalidEvent("time must be an RFC 3339 string", field="time", index=index)
-    encoded = document.get("data_base64")
-    if encoded is not None:
-        try:
-            base64.b64decode(encoded, validate=True)
-        except (binascii.Error, TypeError, ValueError):
-            raise InvalidEvent(
-                "data_base64 is not valid base64", field="data_base64", index=index
-            ) from None
+    _check_base64(document.get("data_base64"), "data_base64", index)
+    if str(document.get("datacontentencoding", "")).lower() == "base64":  # spec 0.3
+        _check_base64(document.get("data"), "data", index)
+
+
+def _check_base64(encoded: Any, field: str, index: int | None) -> None:
+    if encoded is None:
+        return
+    try:
+        base64.b64decode(encoded, validate=True)
+    except (binascii.Error, TypeError, ValueError):
+        raise InvalidEvent(f"{field} is not valid base64", field=field, index=index) from None
 
 
 def _sdk(parse: Any, index: int | None, prefix: str) -> BaseCloudEvent:

@@ -149,9 +149,12 @@ def duration_at(path: str, text: str) -> float:
 
 def size_at(path: str, text: str | int) -> int:
     try:
-        return parse_size(text)
+        size = parse_size(text)
     except DurationError as error:
         raise ConfigError(f"{path}: {error}") from None
+    if size <= 0:
+        raise ConfigError(f"{path}: {text!r} must be a positive size")
+    return size
 
 
 def check_topic_name(path: str, name: str) -> str:
@@ -204,7 +207,7 @@ def msgspec_path(error: msgspec.ValidationError) -> str:
     message = str(error)
     match = re.match(r"^(.*) - at `\$\.?(.*)`$", message)
     if not match:
-        return message
+        return f"(top level): {message}"
     text, path = match.groups()
     return f"{path or '(top level)'}: {text}"
 
@@ -235,6 +238,8 @@ def load_config(path: Path | None) -> Settings:
         data = yaml.safe_load(path.read_text())
     except OSError as error:
         raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
     return parse_config(data)

@@ -41,6 +41,7 @@ class Page:
 @dataclass(frozen=True, slots=True)
 class SweepResult:
     expired_events: int
+    woken: frozenset[str] = frozenset()
 
 
 class Store(Protocol):
@@ -69,6 +70,6 @@ class Store(Protocol):
 
     def browse(self, topic: str, after: str | None, limit: int) -> Page: ...
 
-    async def sweep(self, now: float) -> SweepResult: ...
+    async def sweep(self, now: float, wall: float) -> SweepResult: ...
 
     def close(self) -> None: ...

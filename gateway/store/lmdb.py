@@ -26,6 +26,7 @@ from gateway.settings import TopicSettings
 from gateway.store import keys
 from gateway.store.base import Fanout, Page, PublishResult, StoredEvent, SweepResult
 from gateway.store.committer import Committer, Transaction
+from gateway.store.deliveries import NO_DEDUP, DeliveryLedger, Settlement, event_attributes
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.store")
@@ -79,6 +80,7 @@ class LmdbStore:
             translate=_translate,
         )
         self._committer.start()
+        self.deliveries = DeliveryLedger(self)
 
     # -- lifecycle and stats ---------------------------------------------------------------
 
@@ -219,7 +221,7 @@ class LmdbStore:
             )
             txn.put(dedup, keys.DEDUP_VALUE.pack(seq, now), db=self.db["dedup"])
             for subscription in self.fanout(topic, event.attributes):
-                self.enqueue(txn, subscription, topic, seq, now, now + retention)
+                self.deliveries.enqueue(txn, subscription, topic, seq, now, now + retention)
                 subscriptions.add(subscription)
             accepted += 1
         txn.put(b"seq", keys.SEQ.pack(seq), db=self.db["meta"])
@@ -236,46 +238,31 @@ class LmdbStore:
         _, received = keys.DEDUP_VALUE.unpack(existing)
         return bool(received + retention > now)
 
-    def enqueue(
-        self,
-        txn: Transaction,
-        subscription: str,
-        topic: str,
-        seq: int,
-        due: float,
-        expires: float,
-        payload: bytes | None = None,
-    ) -> None:
-        """Create a pending delivery of event `seq` to `subscription`, due at `due`."""
-        state = keys.DeliveryState(topic, seq, 0, due, expires, payload=payload)
+    def has_topic(self, txn: Transaction, topic: str) -> bool:
+        return txn.get(b"topic/" + topic.encode(), db=self.db["meta"]) is not None
+
+    def append(self, txn: Transaction, topic: str, payload: bytes, now: float) -> set[str]:
+        """Store an event that bypasses dedup (a dead letter) and fan it out; returns the
+        subscriptions that got a delivery."""
+        retention = self._retention(txn, topic)
+        seq = self._next_seq(txn) + 1
         txn.put(
-            keys.delivery_key(subscription, seq),
-            keys.encode_delivery(state),
-            db=self.db["deliveries"],
+            keys.event_key(topic, seq),
+            keys.event_value(now, NO_DEDUP, payload),
+            db=self.db["events"],
         )
-        txn.put(keys.due_key(subscription, due, seq), b"", db=self.db["due"])
-        self.count(txn, subscription, "published")
+        txn.put(b"seq", keys.SEQ.pack(seq), db=self.db["meta"])
+        subscriptions = set(self.fanout(topic, event_attributes(payload)))
+        for subscription in subscriptions:
+            self.deliveries.enqueue(txn, subscription, topic, seq, now, now + retention)
+        return subscriptions
 
-    def count(self, txn: Transaction, subscription: str, kind: str, by: int = 1) -> None:
-        key = keys.counter_key(subscription, kind)
-        value = txn.get(key, db=self.db["meta"])
-        total = (int(keys.SEQ.unpack(value)[0]) if value else 0) + by
-        txn.put(key, keys.SEQ.pack(total), db=self.db["meta"])
+    async def record(self, settlement: Settlement, now: float) -> set[str]:
+        """Record one attempt's outcome (group-committed); returns subscriptions to wake."""
+        return await self.write(lambda txn: self.deliveries.settle(txn, settlement, now))
 
-    def counters(self, subscription: str) -> dict[str, int]:
-        prefix = keys.counter_key(subscription, "")
-
-        def run(txn: Transaction) -> dict[str, int]:
-            cursor = txn.cursor(db=self.db["meta"])
-            found: dict[str, int] = {}
-            if cursor.set_range(prefix):
-                for key, value in cursor:
-                    if not key.startswith(prefix):
-                        break
-                    found[key[len(prefix) :].decode()] = int(keys.SEQ.unpack(value)[0])
-            return found
-
-        return self.read(run)
+    async def delete_subscription(self, name: str) -> int:
+        return await self.write(lambda txn: self.deliveries.delete_subscription(txn, name))
 
     def browse(self, topic: str, after: str | None, limit: int) -> Page:
         start = _cursor_seq(after) + 1
@@ -311,29 +298,35 @@ class LmdbStore:
 
     # -- retention ---------------------------------------------------------------------------
 
-    async def sweep(self, now: float) -> SweepResult:
-        """Delete events whose retention has ended (in bounded batches)."""
+    async def sweep(self, now: float, wall: float) -> SweepResult:
+        """Delete events whose retention has ended (in bounded batches), settling their
+        pending deliveries as expired first."""
         total = 0
+        woken: set[str] = set()
         for topic in self.topics():
             while True:
-                removed = await self.write(partial(self._sweep_topic, topic=topic, now=now))
+                removed = await self.write(
+                    partial(self._sweep_topic, topic=topic, now=now, wall=wall, woken=woken)
+                )
                 total += removed
                 if removed < SWEEP_BATCH:
                     break
-        return SweepResult(total)
+        return SweepResult(total, frozenset(woken))
 
-    def _sweep_topic(self, txn: Transaction, *, topic: TopicSettings, now: float) -> int:
+    def _sweep_topic(
+        self, txn: Transaction, *, topic: TopicSettings, now: float, wall: float, woken: set[str]
+    ) -> int:
         cursor = txn.cursor(db=self.db["events"])
         prefix = keys.topic_prefix(topic.name)
         removed = 0
         if not cursor.set_range(prefix):
             return 0
         while removed < SWEEP_BATCH and cursor.key().startswith(prefix):
-            received, dedup, payload = keys.split_event_value(cursor.value())
+            received, dedup, _ = keys.split_event_value(cursor.value())
             if received + topic.retention > now:
                 break
             seq = keys.seq_of(cursor.key())
-            self.on_expire(txn, topic.name, seq, payload, now)
+            woken |= self.deliveries.settle_expired(txn, topic.name, seq, now, wall)
             pointer = txn.get(dedup, db=self.db["dedup"])
             if pointer is not None and keys.DEDUP_VALUE.unpack(pointer)[0] == seq:
                 txn.delete(dedup, db=self.db["dedup"])
@@ -341,9 +334,6 @@ class LmdbStore:
             if not cursor.delete():
                 break
         return removed
-
-    def on_expire(self, txn: Transaction, topic: str, seq: int, payload: bytes, now: float) -> None:
-        """Hook for the delivery engine: settle pending deliveries of an expiring event."""
 
 
 def _cursor_seq(after: str | None) -> int:

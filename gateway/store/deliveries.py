@@ -1,0 +1,289 @@
+"""The delivery tables: pending deliveries, the due-time index, and per-subscription counters.
+
+Every state change of a delivery happens in one write transaction with what it implies: an ack
+deletes the delivery; a retry moves it in the due index; a dead letter deletes it and appends
+the event to the dead-letter topic (fanned out to that topic's subscriptions) in the same
+transaction, so an event is dead-lettered exactly once (RELIABILITY R7). Counters are kept in
+the same transactions, so at every moment, per subscription,
+published = acked + deadlettered + dropped + pending (R8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import orjson
+
+from gateway.deadletters import Failure, dead_letter_attributes, dead_letter_payload
+from gateway.outcomes import Ack, DeadLetter, Decision, RetryAt
+from gateway.store import keys
+from gateway.store.committer import Transaction
+
+if TYPE_CHECKING:
+    from gateway.store.lmdb import LmdbStore
+
+NO_DEDUP = bytes(32)  # dead letters are never deduplicated (two subscriptions may give up)
+COUNTERS = ("published", "acked", "deadlettered", "dropped")
+
+# For a topic: each (subscription, dead-letter topic or None) that may hold deliveries of it.
+ExpiryTargets = Callable[[str], Sequence[tuple[str, str | None]]]
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    subscription: str
+    seq: int
+    state: keys.DeliveryState
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The outcome of one attempt, as the engine decided it, to be recorded atomically."""
+
+    subscription: str
+    seq: int
+    decision: Decision
+    attempts: int
+    failure: Failure | None
+    dead_letter_topic: str | None = None
+    wall: float = 0.0  # for the dltime attribute
+
+
+class DeliveryLedger:
+    def __init__(self, store: LmdbStore) -> None:
+        self._store = store
+        self._db = store.db
+        self.expiry_targets: ExpiryTargets = lambda topic: ()
+
+    # -- writes inside a transaction -------------------------------------------------------
+
+    def enqueue(
+        self,
+        txn: Transaction,
+        subscription: str,
+        topic: str,
+        seq: int,
+        due: float,
+        expires: float,
+        payload: bytes | None = None,
+    ) -> None:
+        """Create a pending delivery of event `seq` to `subscription`, due at `due`."""
+        state = keys.DeliveryState(topic, seq, 0, due, expires, payload=payload)
+        txn.put(
+            keys.delivery_key(subscription, seq),
+            keys.encode_delivery(state),
+            db=self._db["deliveries"],
+        )
+        txn.put(keys.due_key(subscription, due, seq), b"", db=self._db["due"])
+        self.count(txn, subscription, "published")
+
+    def count(self, txn: Transaction, subscription: str, kind: str, by: int = 1) -> None:
+        key = keys.counter_key(subscription, kind)
+        value = txn.get(key, db=self._db["meta"])
+        total = (int(keys.SEQ.unpack(value)[0]) if value else 0) + by
+        txn.put(key, keys.SEQ.pack(total), db=self._db["meta"])
+
+    def settle(self, txn: Transaction, settlement: Settlement, now: float) -> set[str]:
+        """Apply one attempt's decision; returns subscriptions that got new deliveries."""
+        key = keys.delivery_key(settlement.subscription, settlement.seq)
+        value = txn.get(key, db=self._db["deliveries"])
+        if value is None:  # settled already (e.g. expired meanwhile) or subscription deleted
+            return set()
+        state = keys.decode_delivery(value)
+        decision = settlement.decision
+        if isinstance(decision, RetryAt):
+            self._reschedule(txn, settlement, state, decision.due)
+            return set()
+        self._remove(txn, settlement.subscription, state)
+        if isinstance(decision, Ack):
+            self.count(txn, settlement.subscription, "acked")
+            return set()
+        return self._dead_letter(txn, settlement, state, decision, now)
+
+    def _reschedule(
+        self, txn: Transaction, settlement: Settlement, state: keys.DeliveryState, due: float
+    ) -> None:
+        failure = settlement.failure or Failure(None, None, None)
+        updated = replace(
+            state,
+            attempts=settlement.attempts,
+            due=due,
+            last_status=failure.status,
+            last_error=failure.error,
+            last_body=failure.body,
+        )
+        subscription = settlement.subscription
+        txn.delete(keys.due_key(subscription, state.due, state.seq), db=self._db["due"])
+        txn.put(keys.due_key(subscription, due, state.seq), b"", db=self._db["due"])
+        txn.put(
+            keys.delivery_key(subscription, state.seq),
+            keys.encode_delivery(updated),
+            db=self._db["deliveries"],
+        )
+
+    def _remove(self, txn: Transaction, subscription: str, state: keys.DeliveryState) -> None:
+        txn.delete(keys.delivery_key(subscription, state.seq), db=self._db["deliveries"])
+        txn.delete(keys.due_key(subscription, state.due, state.seq), db=self._db["due"])
+
+    def _dead_letter(
+        self,
+        txn: Transaction,
+        settlement: Settlement,
+        state: keys.DeliveryState,
+        decision: DeadLetter,
+        now: float,
+    ) -> set[str]:
+        subscription = settlement.subscription
+        topic = settlement.dead_letter_topic
+        if topic is None or not self._store.has_topic(txn, topic):
+            self.count(txn, subscription, "dropped")
+            self.count(txn, subscription, f"dropped.{decision.reason}")
+            return set()
+        payload = self._payload(txn, state)
+        if payload is None:
+            self.count(txn, subscription, "dropped")
+            return set()
+        attributes = dead_letter_attributes(
+            subscription=subscription,
+            reason=decision.reason,
+            attempts=settlement.attempts,
+            failure=settlement.failure or Failure(None, None, None),
+            at=settlement.wall,
+        )
+        self.count(txn, subscription, "deadlettered")
+        self.count(txn, subscription, f"deadlettered.{decision.reason}")
+        return self._store.append(txn, topic, dead_letter_payload(payload, attributes), now)
+
+    def _payload(self, txn: Transaction, state: keys.DeliveryState) -> bytes | None:
+        if state.payload is not None:
+            return state.payload
+        value = txn.get(keys.event_key(state.topic, state.seq), db=self._db["events"])
+        return None if value is None else keys.split_event_value(value)[2]
+
+    def settle_expired(
+        self, txn: Transaction, topic: str, seq: int, now: float, wall: float
+    ) -> set[str]:
+        """The event's retention ended: every delivery still pending is dead-lettered/dropped."""
+        woken: set[str] = set()
+        for subscription, dead_letter_topic in self.expiry_targets(topic):
+            value = txn.get(keys.delivery_key(subscription, seq), db=self._db["deliveries"])
+            if value is None:
+                continue
+            state = keys.decode_delivery(value)
+            failure = Failure(state.last_status, state.last_error, state.last_body)
+            settlement = Settlement(
+                subscription,
+                seq,
+                DeadLetter("expired"),
+                state.attempts,
+                failure,
+                dead_letter_topic,
+                wall,
+            )
+            woken |= self.settle(txn, settlement, now)
+        return woken
+
+    def delete_subscription(self, txn: Transaction, subscription: str) -> int:
+        """Drop every pending delivery of `subscription` and its counters; returns how many."""
+        dropped = _delete_prefix(txn, self._db["deliveries"], keys.due_prefix(subscription))
+        _delete_prefix(txn, self._db["due"], keys.due_prefix(subscription))
+        _delete_prefix(txn, self._db["meta"], keys.counter_key(subscription, ""))
+        txn.delete(b"subscription/" + subscription.encode(), db=self._db["meta"])
+        return dropped
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def due(
+        self, subscription: str, now: float, limit: int, skip: set[int] | frozenset[int]
+    ) -> list[DueDelivery]:
+        """Up to `limit` deliveries due by `now`, earliest first, not in `skip` (in flight)."""
+        prefix = keys.due_prefix(subscription)
+        horizon = keys.due_key(subscription, now, 2**64 - 1)
+
+        def run(txn: Transaction) -> list[DueDelivery]:
+            cursor = txn.cursor(db=self._db["due"])
+            found: list[DueDelivery] = []
+            if not cursor.set_range(prefix):
+                return found
+            for key in cursor.iternext(keys=True, values=False):
+                if len(found) >= limit or not key.startswith(prefix) or key > horizon:
+                    break
+                _, seq = keys.split_due_key(key)
+                if seq not in skip:
+                    found.extend(self._load(txn, subscription, seq))
+            return found
+
+        return self._store.read(run)
+
+    def _load(self, txn: Transaction, subscription: str, seq: int) -> list[DueDelivery]:
+        value = txn.get(keys.delivery_key(subscription, seq), db=self._db["deliveries"])
+        if value is None:
+            return []
+        state = keys.decode_delivery(value)
+        payload = self._payload(txn, state)
+        return [] if payload is None else [DueDelivery(subscription, seq, state, payload)]
+
+    def next_due(self, subscription: str, after: float) -> float | None:
+        """The earliest due time later than `after`, if any."""
+        prefix = keys.due_prefix(subscription)
+        start = keys.due_key(subscription, after, 2**64 - 1)
+
+        def run(txn: Transaction) -> float | None:
+            cursor = txn.cursor(db=self._db["due"])
+            if cursor.set_range(start) and cursor.key().startswith(prefix):
+                return keys.split_due_key(cursor.key())[0]
+            return None
+
+        return self._store.read(run)
+
+    def counters(self, subscription: str) -> dict[str, int]:
+        prefix = keys.counter_key(subscription, "")
+
+        def run(txn: Transaction) -> dict[str, int]:
+            cursor = txn.cursor(db=self._db["meta"])
+            found = dict.fromkeys(COUNTERS, 0)
+            if cursor.set_range(prefix):
+                for key, value in cursor:
+                    if not key.startswith(prefix):
+                        break
+                    found[key[len(prefix) :].decode()] = int(keys.SEQ.unpack(value)[0])
+            return found
+
+        return self._store.read(run)
+
+    def pending(self, subscription: str) -> int:
+        prefix = keys.due_prefix(subscription)
+
+        def run(txn: Transaction) -> int:
+            cursor = txn.cursor(db=self._db["deliveries"])
+            count = 0
+            if cursor.set_range(prefix):
+                for key in cursor.iternext(keys=True, values=False):
+                    if not key.startswith(prefix):
+                        break
+                    count += 1
+            return count
+
+        return self._store.read(run)
+
+
+def _delete_prefix(txn: Transaction, db: object, prefix: bytes) -> int:
+    cursor = txn.cursor(db=db)
+    deleted = 0
+    if not cursor.set_range(prefix):
+        return 0
+    while cursor.key().startswith(prefix):
+        deleted += 1
+        if not cursor.delete():
+            break
+    return deleted
+
+
+def event_attributes(payload: bytes) -> dict[str, object]:
+    document: dict[str, object] = orjson.loads(payload)
+    document.pop("data", None)
+    document.pop("data_base64", None)
+    return document

@@ -1,0 +1,290 @@
+"""Subscriptions: validated once into frozen policies, kept in the store, mirrored in memory.
+
+A subscription attaches one topic to one destination with a filter and a delivery policy
+(DESIGN "Subscription"). `build_subscription` turns the YAML/JSON shape into a `Subscription`
+with durations in seconds and a compiled filter, or raises ConfigError naming the key path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from gateway.backoff import RetryPolicy
+from gateway.egress import EgressDenied, EgressPolicy
+from gateway.filters import Filter, FilterError, compile_filters
+from gateway.settings import (
+    TOPIC_NAME,
+    ConfigError,
+    RawRetryPolicy,
+    RawSubscription,
+    duration_at,
+)
+from gateway.store.lmdb import LmdbStore
+
+log = logging.getLogger("gateway.subscriptions")
+MAX_ACK_DEADLINE = 600.0
+CONTENT_MODES = ("binary", "structured")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpTarget:
+    url: str
+    content_mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    name: str
+    topic: str
+    filter: Filter
+    target: HttpTarget
+    ack_deadline: float
+    retry: RetryPolicy
+    max_attempts: int | None
+    permanent_codes: frozenset[int] | None
+    dead_letter_topic: str | None
+    max_concurrency: int
+    spec: RawSubscription
+
+
+def build_subscription(
+    raw: RawSubscription, path: str, topic_exists: Callable[[str], bool], egress: EgressPolicy
+) -> Subscription:
+    _check_name(f"{path}.name", raw.name)
+    _check_topic(f"{path}.topic", raw.topic, topic_exists)
+    dead_letter_topic = _dead_letter_topic(raw, path, topic_exists)
+    return Subscription(
+        name=raw.name,
+        topic=raw.topic,
+        filter=_filter(raw.filters, f"{path}.filters"),
+        target=_target(raw, f"{path}.destination", egress),
+        ack_deadline=_ack_deadline(raw.ack_deadline, f"{path}.ackDeadline"),
+        retry=_retry_policy(raw.retry_policy, f"{path}.retryPolicy"),
+        max_attempts=_max_attempts(raw, path, dead_letter_topic),
+        permanent_codes=_permanent_codes(raw.permanent_status_codes, path),
+        dead_letter_topic=dead_letter_topic,
+        max_concurrency=_max_concurrency(raw.max_concurrency, f"{path}.maxConcurrency"),
+        spec=raw,
+    )
+
+
+def _check_name(path: str, name: str) -> None:
+    if not TOPIC_NAME.match(name):
+        raise ConfigError(
+            f"{path}: {name!r} is not a subscription name; use 1-100 letters, digits, '.', '_'"
+            " or '-', starting with a letter or digit"
+        )
+
+
+def _check_topic(path: str, topic: str, topic_exists: Callable[[str], bool]) -> None:
+    if not topic_exists(topic):
+        raise ConfigError(f"{path}: topic {topic!r} does not exist; declare it under topics")
+
+
+def _dead_letter_topic(
+    raw: RawSubscription, path: str, topic_exists: Callable[[str], bool]
+) -> str | None:
+    if raw.dead_letter_topic is None:
+        return None
+    _check_topic(f"{path}.deadLetterTopic", raw.dead_letter_topic, topic_exists)
+    if raw.dead_letter_topic == raw.topic:
+        raise ConfigError(
+            f"{path}.deadLetterTopic: {raw.dead_letter_topic!r} is the subscription's own topic;"
+            " dead letters would be delivered back to it forever"
+        )
+    return raw.dead_letter_topic
+
+
+def _filter(spec: list[dict[str, Any]], path: str) -> Filter:
+    try:
+        return compile_filters(spec, path)
+    except FilterError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _target(raw: RawSubscription, path: str, egress: EgressPolicy) -> HttpTarget:
+    destination = raw.destination
+    if destination.sqs is not None:
+        raise ConfigError(f"{path}.sqs: SQS destinations are not supported yet; use http")
+    if destination.http is None:
+        raise ConfigError(f"{path}: set http: {{url: ...}}")
+    mode = destination.http.content_mode
+    if mode not in CONTENT_MODES:
+        raise ConfigError(f"{path}.http.contentMode: {mode!r} is not binary or structured")
+    try:
+        egress.check_url(destination.http.url)
+    except EgressDenied as error:
+        raise ConfigError(f"{path}.http.url: {error}") from None
+    return HttpTarget(destination.http.url, mode)
+
+
+def _ack_deadline(text: str, path: str) -> float:
+    seconds = duration_at(path, text)
+    if not 0 < seconds <= MAX_ACK_DEADLINE:
+        raise ConfigError(f"{path}: {text!r} must be more than 0 and at most 600s")
+    return seconds
+
+
+def _retry_policy(raw: RawRetryPolicy, path: str) -> RetryPolicy:
+    minimum = duration_at(f"{path}.minimumBackoff", raw.minimum_backoff)
+    maximum = duration_at(f"{path}.maximumBackoff", raw.maximum_backoff)
+    if minimum > maximum:
+        raise ConfigError(f"{path}.minimumBackoff: {raw.minimum_backoff!r} exceeds maximumBackoff")
+    schedule = tuple(
+        duration_at(f"{path}.schedule[{index}]", delay)
+        for index, delay in enumerate(raw.schedule or ())
+    )
+    if raw.schedule is not None and not schedule:
+        raise ConfigError(f"{path}.schedule: list at least one delay, or leave schedule out")
+    return RetryPolicy(
+        minimum_backoff=minimum, maximum_backoff=max(maximum, *schedule, 0.0), schedule=schedule
+    )
+
+
+def _max_attempts(raw: RawSubscription, path: str, dead_letter_topic: str | None) -> int | None:
+    if raw.max_delivery_attempts is None:
+        return 5 if dead_letter_topic else None
+    if raw.max_delivery_attempts < 1:
+        raise ConfigError(f"{path}.maxDeliveryAttempts: must be at least 1")
+    return raw.max_delivery_attempts
+
+
+def _permanent_codes(codes: list[int] | None, path: str) -> frozenset[int] | None:
+    if codes is None:
+        return None
+    for index, code in enumerate(codes):
+        if not 400 <= code <= 499:
+            raise ConfigError(f"{path}.permanentStatusCodes[{index}]: {code} is not a 4xx status")
+    return frozenset(codes)
+
+
+def _max_concurrency(value: int, path: str) -> int:
+    if not 1 <= value <= 1000:
+        raise ConfigError(f"{path}: must be from 1 to 1000")
+    return value
+
+
+def check_dead_letter_cycles(subscriptions: Iterable[Subscription]) -> None:
+    """Refuse dead-letter topics that lead back to where they start (RELIABILITY R9)."""
+    edges: dict[str, set[str]] = {}
+    for subscription in subscriptions:
+        if subscription.dead_letter_topic:
+            edges.setdefault(subscription.topic, set()).add(subscription.dead_letter_topic)
+    for subscription in subscriptions:
+        start = subscription.dead_letter_topic
+        if start and _reaches(edges, start, subscription.topic):
+            raise ConfigError(
+                f"subscription {subscription.name!r}.deadLetterTopic: {start!r} closes a cycle of"
+                f" dead-letter topics back to {subscription.topic!r}"
+            )
+
+
+def _reaches(edges: Mapping[str, set[str]], start: str, goal: str) -> bool:
+    seen: set[str] = set()
+    stack = [start]
+    while stack:
+        topic = stack.pop()
+        if topic == goal:
+            return True
+        if topic not in seen:
+            seen.add(topic)
+            stack.extend(edges.get(topic, ()))
+    return False
+
+
+class SubscriptionRegistry:
+    """The subscriptions in force: persisted in the store's meta table, compiled in memory."""
+
+    def __init__(
+        self, store: LmdbStore, topic_exists: Callable[[str], bool], egress: EgressPolicy
+    ) -> None:
+        self._store = store
+        self._topic_exists = topic_exists
+        self.egress = egress
+        self._by_name: dict[str, Subscription] = {}
+        self._by_topic: dict[str, list[Subscription]] = {}
+        self.on_change: Callable[[], None] = lambda: None
+
+    def load(self) -> None:
+        """Compile what the store holds; one that no longer validates is logged and skipped."""
+        for raw in self._store.read(_stored_specs(self._store)):
+            try:
+                self._index(build_subscription(raw, raw.name, self._topic_exists, self.egress))
+            except ConfigError as error:
+                log.error("stored subscription %s is invalid and was skipped: %s", raw.name, error)
+
+    def get(self, name: str) -> Subscription | None:
+        return self._by_name.get(name)
+
+    def all(self) -> list[Subscription]:
+        return sorted(self._by_name.values(), key=lambda subscription: subscription.name)
+
+    def on_topic(self, topic: str) -> Sequence[Subscription]:
+        return self._by_topic.get(topic, ())
+
+    def fanout(self, topic: str, attributes: Mapping[str, Any]) -> list[str]:
+        """The subscriptions of `topic` whose filter matches (called in the write transaction)."""
+        return [sub.name for sub in self._by_topic.get(topic, ()) if sub.filter.matches(attributes)]
+
+    def build(self, raw: RawSubscription, path: str = "subscription") -> Subscription:
+        subscription = build_subscription(raw, path, self._topic_exists, self.egress)
+        others = [sub for sub in self._by_name.values() if sub.name != raw.name]
+        check_dead_letter_cycles([*others, subscription])
+        return subscription
+
+    async def put(self, subscription: Subscription) -> bool:
+        key = b"subscription/" + subscription.name.encode()
+        spec = msgspec.json.encode(subscription.spec)
+
+        def run(txn: Any) -> bool:
+            created = txn.get(key, db=self._store.db["meta"]) is None
+            txn.put(key, spec, db=self._store.db["meta"])
+            return created
+
+        created = await self._store.write(run)
+        self._index(subscription)
+        self.on_change()
+        return created
+
+    async def delete(self, name: str) -> int:
+        """Remove the subscription and its pending deliveries; returns how many were dropped."""
+        dropped = await self._store.delete_subscription(name)
+        self._unindex(name)
+        self.on_change()
+        return dropped
+
+    def uses_topic(self, topic: str) -> list[str]:
+        return [
+            sub.name
+            for sub in self._by_name.values()
+            if topic in (sub.topic, sub.dead_letter_topic)
+        ]
+
+    def _index(self, subscription: Subscription) -> None:
+        self._unindex(subscription.name)
+        self._by_name[subscription.name] = subscription
+        self._by_topic.setdefault(subscription.topic, []).append(subscription)
+
+    def _unindex(self, name: str) -> None:
+        old = self._by_name.pop(name, None)
+        if old is not None:
+            self._by_topic[old.topic] = [s for s in self._by_topic[old.topic] if s.name != name]
+
+
+def _stored_specs(store: LmdbStore) -> Callable[[Any], list[RawSubscription]]:
+    def run(txn: Any) -> list[RawSubscription]:
+        cursor = txn.cursor(db=store.db["meta"])
+        found = []
+        if cursor.set_range(b"subscription/"):
+            for key, value in cursor:
+                if not key.startswith(b"subscription/"):
+                    break
+                found.append(msgspec.json.decode(value, type=RawSubscription))
+        return found
+
+    return run
