@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -14,13 +15,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import health
-from gateway.admin import TopicsApi
+from gateway.admin import SubscriptionsApi, TopicsApi
 from gateway.clock import Clock, SteadyTime, SystemClock
+from gateway.engine import Engine
 from gateway.problems import GatewayError, MethodNotAllowed, NotFound, problem_response
 from gateway.receiver import Receiver
 from gateway.retention import run_retention
 from gateway.settings import Settings
+from gateway.sinks import HttpSink
 from gateway.store.lmdb import LmdbStore
+from gateway.subscriptions import SubscriptionRegistry, egress_policy
 from gateway.topics import TopicRegistry
 
 log = logging.getLogger("gateway")
@@ -44,15 +48,22 @@ class Gateway:
     settings: Settings
     clock: Clock
     readiness: health.Readiness = field(default_factory=health.Readiness)
+    rng: random.Random = field(default_factory=random.Random)
     store: LmdbStore | None = None
     topics: TopicRegistry | None = None
+    subscriptions: SubscriptionRegistry | None = None
+    engine: Engine | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 def create_app(
-    settings: Settings, *, clock: Clock | None = None, open_store: StoreOpener = open_lmdb
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    open_store: StoreOpener = open_lmdb,
+    rng: random.Random | None = None,
 ) -> Starlette:
-    gateway = Gateway(settings=settings, clock=clock or SystemClock())
+    gateway = Gateway(settings=settings, clock=clock or SystemClock(), rng=rng or random.Random())
     now = SteadyTime(gateway.clock)
     app = Starlette(
         exception_handlers={
@@ -76,12 +87,28 @@ async def _lifespan(
     gateway.store = store
     try:
         topics = await _apply_topics(gateway, store)
+        subscriptions = await _apply_subscriptions(gateway, store, topics)
+        engine = Engine(store, subscriptions, HttpSink(), gateway.clock, now, gateway.rng)
+        gateway.engine = engine
+        await engine.start()
+        subscriptions.on_change = engine.sync
         receiver = Receiver(
-            store, topics, gateway.readiness, now, gateway.settings.server.max_body_size
+            store,
+            topics,
+            gateway.readiness,
+            now,
+            gateway.settings.server.max_body_size,
+            on_published=lambda topic, result: engine.wake(result.subscriptions),
         )
-        app.router.routes.extend(receiver.routes() + TopicsApi(store, topics).routes())
+        app.router.routes.extend(
+            receiver.routes()
+            + TopicsApi(store, topics, subscriptions).routes()
+            + SubscriptionsApi(store, subscriptions).routes()
+        )
         gateway.readiness.checks.append(lambda: "store full" if store.full else None)
-        gateway.tasks.append(asyncio.create_task(run_retention(store, now, gateway.clock)))
+        gateway.tasks.append(
+            asyncio.create_task(run_retention(store, now, gateway.clock, engine.wake))
+        )
         gateway.readiness.set_ready()
         yield
     finally:
@@ -89,6 +116,8 @@ async def _lifespan(
         for task in gateway.tasks:
             task.cancel()
         await asyncio.gather(*gateway.tasks, return_exceptions=True)
+        if gateway.engine is not None:
+            await gateway.engine.stop()
         await asyncio.to_thread(store.close)
 
 
@@ -99,6 +128,23 @@ async def _apply_topics(gateway: Gateway, store: LmdbStore) -> TopicRegistry:
     await topics.ensure_default()
     gateway.topics = topics
     return topics
+
+
+async def _apply_subscriptions(
+    gateway: Gateway, store: LmdbStore, topics: TopicRegistry
+) -> SubscriptionRegistry:
+    """Load stored subscriptions, apply the file's, and route fan-out through them."""
+    registry = SubscriptionRegistry(store, topics.exists, egress_policy(gateway.settings))
+    registry.load()
+    for index, raw in enumerate(gateway.settings.subscriptions):
+        await registry.put(registry.build(raw, f"subscriptions[{index}]"))
+    store.fanout = registry.fanout
+    store.deliveries.expiry_targets = lambda topic: [
+        (subscription.name, subscription.dead_letter_topic)
+        for subscription in registry.on_topic(topic)
+    ]
+    gateway.subscriptions = registry
+    return registry
 
 
 async def _gateway_error(request: Request, error: Exception) -> Response:

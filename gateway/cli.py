@@ -50,9 +50,11 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app, open_lmdb
     from gateway.server import run_server
     from gateway.store.lmdb import DataDirInUse
+    from gateway.subscriptions import validate_settings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = _with_overrides(load_config(args.config), args)
+    validate_settings(settings)  # refuse a bad file before anything starts
     try:
         store = open_lmdb(settings)  # before serving, so a second gateway fails with one line
     except DataDirInUse as error:
@@ -64,7 +66,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from gateway.subscriptions import validate_settings
+
     settings = load_config(args.file)
+    validate_settings(settings)
     print(
         f"{args.file}: ok ({len(settings.topics)} topics, "
         f"{len(settings.subscriptions)} subscriptions)"

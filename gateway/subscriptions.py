@@ -18,10 +18,12 @@ from gateway.backoff import RetryPolicy
 from gateway.egress import EgressDenied, EgressPolicy
 from gateway.filters import Filter, FilterError, compile_filters
 from gateway.settings import (
+    DEFAULT_TOPIC,
     TOPIC_NAME,
     ConfigError,
     RawRetryPolicy,
     RawSubscription,
+    Settings,
     duration_at,
 )
 from gateway.store.lmdb import LmdbStore
@@ -167,6 +169,31 @@ def _max_concurrency(value: int, path: str) -> int:
     if not 1 <= value <= 1000:
         raise ConfigError(f"{path}: must be from 1 to 1000")
     return value
+
+
+def validate_settings(settings: Settings) -> list[Subscription]:
+    """Every subscription of a configuration file, checked offline (validate-config, start)."""
+    topics = {DEFAULT_TOPIC, *(topic.name for topic in settings.topics)}
+    egress = egress_policy(settings)
+    built = [
+        build_subscription(raw, f"subscriptions[{index}]", topics.__contains__, egress)
+        for index, raw in enumerate(settings.subscriptions)
+    ]
+    names = [subscription.name for subscription in built]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise ConfigError(f"subscriptions[{index}].name: {name!r} is declared twice")
+    check_dead_letter_cycles(built)
+    return built
+
+
+def egress_policy(settings: Settings) -> EgressPolicy:
+    try:
+        return EgressPolicy.from_lists(
+            settings.egress.allowed_networks, settings.egress.denied_networks
+        )
+    except ValueError as error:
+        raise ConfigError(f"egress: {error}; use CIDR forms like 10.0.0.0/8") from None
 
 
 def check_dead_letter_cycles(subscriptions: Iterable[Subscription]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from hypercorn.asyncio import serve
 from starlette.applications import Starlette
 
 from gateway.app import Gateway, create_app, open_lmdb
-from gateway.clock import Clock
+from gateway.clock import Clock, ManualClock
 from gateway.server import hypercorn_config
 from gateway.settings import Settings, parse_config
 from gateway.store.lmdb import LmdbStore
@@ -51,6 +52,12 @@ class RunningGateway:
         assert self.gateway.store is not None
         return self.gateway.store
 
+    def gateway_now(self) -> float:
+        """The gateway's scheduling time (steady, on the injected clock)."""
+        engine = self.gateway.engine
+        assert engine is not None
+        return engine.now()
+
     async def publish(self, topic: str, event_id: str, **headers: str) -> httpx.Response:
         return await self.client.post(
             f"/topics/{topic}/events",
@@ -65,9 +72,10 @@ async def run_gateway(
     *,
     clock: Clock | None = None,
     open_store: Callable[[Settings], LmdbStore] = open_lmdb,
+    rng: random.Random | None = None,
 ) -> AsyncIterator[RunningGateway]:
     """Serve a gateway on a free loopback port until the block ends."""
-    app = create_app(settings, clock=clock, open_store=open_store)
+    app = create_app(settings, clock=clock, open_store=open_store, rng=rng)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
@@ -117,3 +125,50 @@ def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str
     assert problem["status"] == status
     assert problem["detail"]
     return problem
+
+
+LOOPBACK_EGRESS = {"allowedNetworks": ["127.0.0.1/32"]}
+
+
+def subscription(name: str, url: str, topic: str = "orders", **policy: Any) -> dict[str, Any]:
+    """A subscription spec in the YAML/JSON shape, pushing to `url` in binary mode."""
+    content_mode = policy.pop("contentMode", "binary")
+    return {
+        "name": name,
+        "topic": topic,
+        "destination": {"http": {"url": url, "contentMode": content_mode}},
+        **policy,
+    }
+
+
+async def settle(gw: RunningGateway, rounds: int = 3) -> None:
+    """Wait until every lane is idle (nothing due, nothing in flight), several checks running."""
+    engine = gw.gateway.engine
+    assert engine is not None
+    quiet = 0
+    for _ in range(2000):
+        await asyncio.sleep(0.002)
+        quiet = quiet + 1 if engine.idle else 0
+        if quiet >= rounds:
+            return
+    raise TimeoutError("the engine did not settle")
+
+
+def status(gw: RunningGateway, name: str) -> dict[str, int]:
+    counters = gw.store.deliveries.counters(name)
+    settled = counters["acked"] + counters["deadlettered"] + counters["dropped"]
+    return {**counters, "pending": counters["published"] - settled}
+
+
+async def advance_to_next_due(gw: RunningGateway, clock: ManualClock, name: str) -> bool:
+    """Move the injected clock to `name`'s next due delivery and let the engine run it.
+
+    Returns False when nothing is pending any more."""
+    await settle(gw)
+    now = gw.gateway_now()
+    due = gw.store.deliveries.next_due(name, after=now)
+    if due is None:
+        return False
+    clock.advance(max(0.0, due - now) + 0.001)
+    await settle(gw)
+    return True

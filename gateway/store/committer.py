@@ -27,6 +27,8 @@ from typing import Any, Generic, TypeVar
 
 import lmdb
 
+from gateway.problems import GatewayError
+
 T = TypeVar("T")
 Transaction = Any  # lmdb.Transaction (the binding ships no type hints)
 log = logging.getLogger("gateway.store")
@@ -168,6 +170,8 @@ class Committer:
                 except lmdb.MapFullError:
                     raise
                 except Exception as error:
+                    if not isinstance(error, GatewayError):  # a bug, not a refusal: show it
+                        log.error("write operation failed", exc_info=error)
                     operation.error = error
                     raise _OperationFailed(operation) from error
             self._commit(txn)

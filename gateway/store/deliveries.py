@@ -11,9 +11,10 @@ published = acked + deadlettered + dropped + pending (R8).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
 import orjson
 
 from gateway.deadletters import Failure, dead_letter_attributes, dead_letter_payload
@@ -107,7 +108,7 @@ class DeliveryLedger:
         self, txn: Transaction, settlement: Settlement, state: keys.DeliveryState, due: float
     ) -> None:
         failure = settlement.failure or Failure(None, None, None)
-        updated = replace(
+        updated = msgspec.structs.replace(
             state,
             attempts=settlement.attempts,
             due=due,

@@ -1,0 +1,234 @@
+"""The delivery engine: carries out the retry policy, durably, one lane per subscription.
+
+Each subscription has a lane (an asyncio task) that takes due deliveries from the store's
+due-time index, a page at a time and never more than its concurrency allows, pushes them, and
+records each outcome. A lane is woken when a commit creates deliveries for it (no polling on the
+happy path) and otherwise sleeps until its earliest due time. Lanes share nothing, so one slow
+or failing destination never holds back another subscription, and one poison event never blocks
+the events behind it (it is simply rescheduled).
+
+One attempt reads as steps: build the request, push, classify, decide, record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from gateway.backoff import next_delay, retry_after_seconds
+from gateway.clock import Clock
+from gateway.concurrency import AdaptiveLimit
+from gateway.deadletters import Failure
+from gateway.outcomes import DeadLetter, Decision, Verdict, classify_error, classify_status, decide
+from gateway.pushes import build_push
+from gateway.sinks import HttpSink, PushResult
+from gateway.store.deliveries import DueDelivery, Settlement
+from gateway.store.lmdb import LmdbStore
+from gateway.subscriptions import Subscription, SubscriptionRegistry
+
+log = logging.getLogger("gateway.engine")
+ERROR_COOLDOWN = 1.0
+
+
+class Engine:
+    def __init__(
+        self,
+        store: LmdbStore,
+        subscriptions: SubscriptionRegistry,
+        sink: HttpSink,
+        clock: Clock,
+        now: Callable[[], float],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.subscriptions = subscriptions
+        self.sink = sink
+        self.clock = clock
+        self.now = now
+        self.rng = rng or random.Random()
+        self.lanes: dict[str, Lane] = {}
+
+    async def start(self) -> None:
+        await self.sink.start()
+        self.sync()
+
+    def sync(self) -> None:
+        """Give every subscription a lane, with its current policy; retire removed ones."""
+        current = {subscription.name: subscription for subscription in self.subscriptions.all()}
+        for name in list(self.lanes):
+            if name not in current:
+                self.lanes.pop(name).stop()
+        for name, subscription in current.items():
+            lane = self.lanes.get(name)
+            if lane is None:
+                self.lanes[name] = Lane(subscription, self)
+            else:
+                lane.update(subscription)
+
+    def wake(self, names: Iterable[str]) -> None:
+        for name in names:
+            lane = self.lanes.get(name)
+            if lane is not None:
+                lane.wake()
+
+    async def stop(self) -> None:
+        """Stop pushing; attempts in flight are abandoned unrecorded, so they stay pending."""
+        lanes = list(self.lanes.values())
+        self.lanes.clear()
+        for lane in lanes:
+            lane.stop()
+        await asyncio.gather(*(lane.finished() for lane in lanes))
+        await self.sink.close()
+
+    @property
+    def idle(self) -> bool:
+        return all(lane.idle for lane in self.lanes.values())
+
+
+class Lane:
+    def __init__(self, subscription: Subscription, engine: Engine) -> None:
+        self.subscription = subscription
+        self.engine = engine
+        self.limit = AdaptiveLimit(subscription.max_concurrency)
+        self.in_flight: dict[int, asyncio.Task[None]] = {}
+        self.waiting = False
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"lane:{subscription.name}")
+
+    @property
+    def idle(self) -> bool:
+        return self.waiting and not self.in_flight and not self._wake.is_set()
+
+    def update(self, subscription: Subscription) -> None:
+        self.subscription = subscription
+        self.limit.resize(subscription.max_concurrency)
+        self.wake()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._task.cancel()
+        for task in self.in_flight.values():
+            task.cancel()
+
+    async def finished(self) -> None:
+        await asyncio.gather(self._task, *self.in_flight.values(), return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            now = self.engine.now()
+            room = self.limit.current - len(self.in_flight)
+            if room > 0:
+                for delivery in self.engine.store.deliveries.due(
+                    self.subscription.name, now, room, frozenset(self.in_flight)
+                ):
+                    self._launch(delivery)
+            await self._wait(now)
+
+    async def _wait(self, now: float) -> None:
+        """Until woken (new deliveries, a free slot, a policy change) or the next due time."""
+        delay = None
+        if len(self.in_flight) < self.limit.current:
+            due = self.engine.store.deliveries.next_due(self.subscription.name, after=now)
+            delay = None if due is None else max(0.0, due - now)
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait())}
+        if delay is not None:
+            waiters.add(asyncio.ensure_future(self.engine.clock.sleep(delay)))
+        self.waiting = True
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.waiting = False
+            for waiter in waiters:
+                waiter.cancel()
+
+    def _launch(self, delivery: DueDelivery) -> None:
+        task = asyncio.create_task(self._attempt(delivery))
+        self.in_flight[delivery.seq] = task
+
+    async def _attempt(self, delivery: DueDelivery) -> None:
+        try:
+            settlement = await self._try(delivery)
+            woken = await self.engine.store.record(settlement, self.engine.now())
+            self.engine.wake(woken)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("attempt for %s failed internally", self.subscription.name)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.engine.clock.sleep(ERROR_COOLDOWN)
+        finally:
+            self.in_flight.pop(delivery.seq, None)
+            self._wake.set()
+
+    async def _try(self, delivery: DueDelivery) -> Settlement:
+        subscription = self.subscription
+        if delivery.state.expires <= self.engine.now():
+            return self._settlement(
+                delivery, DeadLetter("expired"), delivery.state.attempts, _last_failure(delivery)
+            )
+        request = build_push(delivery.payload, subscription.target.content_mode)
+        result = await self.engine.sink.push(
+            subscription.target.url, request, subscription.ack_deadline
+        )
+        return self._judge(delivery, result)
+
+    def _judge(self, delivery: DueDelivery, result: PushResult) -> Settlement:
+        subscription = self.subscription
+        attempts = delivery.state.attempts + 1
+        verdict = _verdict(result, subscription.permanent_codes)
+        self._adapt(verdict)
+        retry_after = retry_after_seconds(result.retry_after, self.engine.clock.now())
+        delay = next_delay(subscription.retry, attempts, self.engine.rng.random(), retry_after)
+        decision = decide(
+            verdict,
+            attempts=attempts,
+            max_attempts=subscription.max_attempts,
+            now=self.engine.now(),
+            delay=delay,
+            expires_at=delivery.state.expires,
+        )
+        failure = None if verdict is Verdict.ACK else _failure(result)
+        return self._settlement(delivery, decision, attempts, failure)
+
+    def _settlement(
+        self, delivery: DueDelivery, decision: Decision, attempts: int, failure: Failure | None
+    ) -> Settlement:
+        return Settlement(
+            subscription=self.subscription.name,
+            seq=delivery.seq,
+            decision=decision,
+            attempts=attempts,
+            failure=failure,
+            dead_letter_topic=self.subscription.dead_letter_topic,
+            wall=self.engine.clock.now(),
+        )
+
+    def _adapt(self, verdict: Verdict) -> None:
+        if verdict is Verdict.RETRY:
+            self.limit.on_failure()
+        else:  # an ack, or a permanent refusal of one event: the destination is healthy
+            self.limit.on_success()
+
+
+def _verdict(result: PushResult, permanent_codes: frozenset[int] | None) -> Verdict:
+    if result.status is not None:
+        return classify_status(result.status, permanent_codes)
+    return classify_error(result.error or "protocol")
+
+
+def _failure(result: PushResult) -> Failure:
+    if result.status is not None:
+        return Failure(str(result.status), f"HTTP {result.status}", result.body)
+    return Failure(result.error, result.detail, None)
+
+
+def _last_failure(delivery: DueDelivery) -> Failure:
+    state = delivery.state
+    return Failure(state.last_status, state.last_error, state.last_body)

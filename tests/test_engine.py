@@ -1,0 +1,135 @@
+"""Push delivery end to end: a real gateway, real subscribers on 127.0.0.1, injected clock."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import orjson
+
+from gateway.clock import ManualClock
+from tests.conftest import (
+    LOOPBACK_EGRESS,
+    make_settings,
+    run_gateway,
+    settle,
+    status,
+    subscription,
+)
+from tests.subscriber import Answer, run_subscriber
+
+
+async def test_event_is_pushed_in_binary_mode_and_acked(tmp_path: Path) -> None:
+    async with run_subscriber() as sub:
+        settings = make_settings(
+            tmp_path, egress=LOOPBACK_EGRESS, subscriptions=[subscription("s1", sub.url + "/in")]
+        )
+        async with run_gateway(settings) as gw:
+            response = await gw.publish("orders", "e1", **{"ce-subject": "x.pdf"})
+            assert response.status_code == 202
+            await settle(gw)
+            [received] = sub.received
+            assert received.path == "/in"
+            assert received.headers["ce-id"] == "e1"
+            assert received.headers["ce-source"] == "/shop"
+            assert received.headers["ce-subject"] == "x.pdf"
+            assert received.headers["content-type"] == "application/json"
+            assert orjson.loads(received.body) == {"n": 1}
+            assert "ce-time" not in received.headers  # never invented
+            assert status(gw, "s1") == {
+                "published": 1,
+                "acked": 1,
+                "deadlettered": 0,
+                "dropped": 0,
+                "pending": 0,
+            }
+
+
+async def test_structured_mode_push_carries_the_whole_event(tmp_path: Path) -> None:
+    async with run_subscriber() as sub:
+        spec = subscription("s1", sub.url, contentMode="structured")
+        settings = make_settings(tmp_path, egress=LOOPBACK_EGRESS, subscriptions=[spec])
+        async with run_gateway(settings) as gw:
+            await gw.publish("orders", "e1", **{"ce-time": "2024-05-06T07:08:09.123456789Z"})
+            await settle(gw)
+            [received] = sub.received
+            assert received.headers["content-type"] == "application/cloudevents+json"
+            event = orjson.loads(received.body)
+            assert (event["id"], event["data"]) == ("e1", {"n": 1})
+            assert event["time"] == "2024-05-06T07:08:09.123456789Z"
+
+
+async def test_fan_out_to_three_subscriptions_with_different_filters(tmp_path: Path) -> None:
+    async with run_subscriber() as a, run_subscriber() as b, run_subscriber() as c:
+        specs = [
+            subscription("all", a.url),
+            subscription("pdfs", b.url, filters=[{"suffix": {"subject": ".pdf"}}]),
+            subscription(
+                "created-not-test",
+                c.url,
+                filters=[
+                    {"exact": {"type": "com.example.order.created"}},
+                    {"not": {"prefix": {"source": "/test"}}},
+                ],
+            ),
+        ]
+        settings = make_settings(tmp_path, egress=LOOPBACK_EGRESS, subscriptions=specs)
+        async with run_gateway(settings) as gw:
+            await gw.publish("orders", "1", **{"ce-subject": "a.pdf"})
+            await gw.publish("orders", "2", **{"ce-subject": "a.txt"})
+            await gw.publish("orders", "3", **{"ce-source": "/test/x", "ce-subject": "b.pdf"})
+            await gw.publish("orders", "4", **{"ce-type": "com.example.order.paid"})
+            await settle(gw)
+            assert sorted(r.event_id for r in a.received) == ["1", "2", "3", "4"]
+            assert sorted(r.event_id for r in b.received) == ["1", "3"]
+            assert sorted(r.event_id for r in c.received) == ["1", "2"]
+
+
+async def test_redirect_is_a_failure_and_never_followed(tmp_path: Path) -> None:
+    clock = ManualClock()
+    async with run_subscriber(clock) as sub:
+        sub.script = lambda r: (
+            Answer(302, {"location": sub.url + "/elsewhere"}) if r.path == "/in" else Answer()
+        )
+        spec = subscription("s1", sub.url + "/in")
+        settings = make_settings(tmp_path, egress=LOOPBACK_EGRESS, subscriptions=[spec])
+        async with run_gateway(settings, clock=clock) as gw:
+            await gw.publish("orders", "r")
+            await settle(gw)
+            assert [r.path for r in sub.received] == ["/in"]
+            assert status(gw, "s1")["pending"] == 1
+
+
+async def test_permanent_4xx_dead_letters_at_once(tmp_path: Path) -> None:
+    async with run_subscriber() as sub:
+        sub.script = lambda r: Answer(422, body=b"bad order")
+        spec = subscription("s1", sub.url, deadLetterTopic="orders-dead")
+        settings = make_settings(
+            tmp_path,
+            egress=LOOPBACK_EGRESS,
+            topics=[{"name": "orders"}, {"name": "orders-dead"}],
+            subscriptions=[spec],
+        )
+        async with run_gateway(settings) as gw:
+            await gw.publish("orders", "p1")
+            await settle(gw)
+            assert len(sub.received) == 1
+            [dead] = (await gw.client.get("/v1/topics/orders-dead/events")).json()["events"]
+            assert (dead["id"], dead["dlreason"], dead["dlattempts"]) == ("p1", "permanent", "1")
+            assert (dead["dlstatus"], dead["dlbody"]) == ("422", "bad order")
+            assert status(gw, "s1")["deadlettered"] == 1
+
+
+async def test_per_subscription_override_makes_400_transient(tmp_path: Path) -> None:
+    clock = ManualClock()
+    async with run_subscriber(clock) as sub:
+        sub.script = lambda r: Answer(400)
+        spec = subscription("s1", sub.url, permanentStatusCodes=[422])
+        settings = make_settings(tmp_path, egress=LOOPBACK_EGRESS, subscriptions=[spec])
+        async with run_gateway(settings, clock=clock, rng=random.Random(1)) as gw:
+            await gw.publish("orders", "o")
+            await settle(gw)
+            clock.advance(15)
+            await settle(gw)
+            assert len(sub.received) == 2
+            assert status(gw, "s1")["pending"] == 1
