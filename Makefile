@@ -17,10 +17,10 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff format --check gateway tests && $(VENV)/bin/ruff check gateway tests && $(VENV)/bin/mypy
+	$(VENV)/bin/ruff format --check gateway tests bench && $(VENV)/bin/ruff check gateway tests bench && $(VENV)/bin/mypy
 
 format: install
-	$(VENV)/bin/ruff format gateway tests && $(VENV)/bin/ruff check --fix gateway tests
+	$(VENV)/bin/ruff format gateway tests bench && $(VENV)/bin/ruff check --fix gateway tests bench
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
