@@ -14,8 +14,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import health
-from gateway.admin import SubscriptionsApi, TopicsApi
+from gateway import health, openapi
+from gateway.admin import DeadLettersApi, SubscriptionsApi, TopicsApi
 from gateway.clock import Clock, SteadyTime, SystemClock
 from gateway.engine import Engine
 from gateway.problems import GatewayError, MethodNotAllowed, NotFound, problem_response
@@ -54,6 +54,7 @@ class Gateway:
     subscriptions: SubscriptionRegistry | None = None
     engine: Engine | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    operations: list[openapi.Operation] = field(default_factory=list)
 
 
 def create_app(
@@ -74,8 +75,11 @@ def create_app(
         lifespan=lambda app: _lifespan(gateway, open_store, now, app),
     )
     app.state.gateway = gateway
-    for route in health.routes(gateway.readiness):
-        app.router.routes.append(route)
+    gateway.operations = [
+        *health.operations(gateway.readiness),
+        openapi.openapi_operation(lambda: gateway.operations),
+    ]
+    app.router.routes.extend(openapi.routes(gateway.operations))
     return app
 
 
@@ -100,11 +104,14 @@ async def _lifespan(
             gateway.settings.server.max_body_size,
             on_published=lambda topic, result: engine.wake(result.subscriptions),
         )
-        app.router.routes.extend(
-            receiver.routes()
-            + TopicsApi(store, topics, subscriptions).routes()
-            + SubscriptionsApi(store, subscriptions).routes()
-        )
+        served = [
+            *receiver.operations(),
+            *TopicsApi(store, topics, subscriptions).operations(),
+            *SubscriptionsApi(store, subscriptions).operations(),
+            *DeadLettersApi(store, topics, subscriptions, now, engine.wake).operations(),
+        ]
+        gateway.operations.extend(served)
+        app.router.routes.extend(openapi.routes(served))
         gateway.readiness.checks.append(lambda: "store full" if store.full else None)
         gateway.tasks.append(
             asyncio.create_task(run_retention(store, now, gateway.clock, engine.wake))

@@ -9,6 +9,7 @@ The connect-time check on resolved addresses (DNS rebinding) belongs to the push
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -47,15 +48,25 @@ class EgressPolicy:
         )
 
     def allows(self, address: Address) -> bool:
+        candidates = [address]
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            candidates.append(address.ipv4_mapped)  # ::ffff:127.0.0.1 is 127.0.0.1
+        return all(self._allows_one(candidate) for candidate in candidates)
+
+    def _allows_one(self, address: Address) -> bool:
         if any(address in network for network in self.allowed):
             return True
         return not any(address in network for network in self.denied)
 
     def check_url(self, url: str) -> None:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+            _ = parts.port  # raises ValueError for a malformed port
+        except ValueError as error:
+            raise EgressDenied(f"{url!r} is not a valid URL: {error}") from None
         if parts.scheme not in ("http", "https"):
             raise EgressDenied(f"{url!r} is not an http(s) URL")
-        host = parts.hostname
         if not host:
             raise EgressDenied(f"{url!r} has no host")
         address = _literal_address(host)
@@ -67,9 +78,16 @@ class EgressPolicy:
 
 
 def _literal_address(host: str) -> Address | None:
-    if host.lower() in LOOPBACK_NAMES:
+    """The address a literal host names, including the spellings a resolver accepts that
+    `ipaddress` does not (127.1, 2130706433, 0x7f000001, 0177.0.0.1) and a trailing dot."""
+    host = host.rstrip(".").lower()
+    if host in LOOPBACK_NAMES:
         return ipaddress.ip_address("127.0.0.1")
     try:
         return ipaddress.ip_address(host)
     except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
         return None

@@ -10,7 +10,9 @@ from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+
+from gateway.api_models import Health
+from gateway.openapi import Operation
 
 
 class Readiness:
@@ -33,7 +35,7 @@ class Readiness:
         return not self.reasons()
 
 
-def routes(readiness: Readiness) -> list[Route]:
+def operations(readiness: Readiness) -> list[Operation]:
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
@@ -43,4 +45,23 @@ def routes(readiness: Readiness) -> list[Route]:
             return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    return [Route("/healthz", healthz), Route("/readyz", readyz)]
+    return [
+        Operation(
+            "GET",
+            "/healthz",
+            healthz,
+            "Liveness: the process serves requests",
+            responses={200: Health},
+            problems=(),
+            tag="probes",
+        ),
+        Operation(
+            "GET",
+            "/readyz",
+            readyz,
+            "Readiness: store open and engine loaded",
+            responses={200: Health, 503: Health},
+            problems=(),
+            tag="probes",
+        ),
+    ]

@@ -11,16 +11,23 @@ from collections.abc import Callable
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from gateway.api_models import Accepted
 from gateway.bodies import read_body
-from gateway.events import parse_request
+from gateway.events import BATCH, REQUIRED, STRUCTURED, parse_request
 from gateway.health import Readiness
+from gateway.openapi import Operation
 from gateway.problems import NotFound, NotReady
 from gateway.settings import DEFAULT_TOPIC
 from gateway.store.base import PublishResult
 from gateway.store.lmdb import LmdbStore
 from gateway.topics import TopicRegistry
+
+CLOUDEVENT_BODIES = {
+    STRUCTURED: {"schema": {"type": "object", "required": list(REQUIRED)}},
+    BATCH: {"schema": {"type": "array", "items": {"type": "object"}}},
+    "*/*": {"schema": {}, "description": "binary mode: attributes in ce-* headers"},
+}
 
 
 class Receiver:
@@ -40,10 +47,29 @@ class Receiver:
         self._max_body_size = max_body_size
         self.on_published = on_published
 
-    def routes(self) -> list[Route]:
+    def operations(self) -> list[Operation]:
+        problems = (400, 404, 413, 415, 503, 507)
         return [
-            Route("/topics/{topic}/events", self.publish, methods=["POST"]),
-            Route("/", self.publish_default, methods=["POST"]),
+            Operation(
+                "POST",
+                "/topics/{topic}/events",
+                self.publish,
+                "Publish CloudEvents (binary, structured or batch mode)",
+                request=CLOUDEVENT_BODIES,
+                responses={202: Accepted},
+                problems=problems,
+                tag="ingress",
+            ),
+            Operation(
+                "POST",
+                "/",
+                self.publish_default,
+                "Publish to the topic `default`",
+                request=CLOUDEVENT_BODIES,
+                responses={202: Accepted},
+                problems=problems,
+                tag="ingress",
+            ),
         ]
 
     async def publish_default(self, request: Request) -> Response:

@@ -212,6 +212,17 @@ def msgspec_path(error: msgspec.ValidationError) -> str:
     return f"{path or '(top level)'}: {text}"
 
 
+def msgspec_field(error: msgspec.ValidationError) -> str:
+    """The full key path an error is about, e.g. `retryPolicy.maximumBackof` for an unknown
+    key, `topic` for a missing one (for a problem body's `field`)."""
+    path = msgspec_path(error).split(":", 1)[0]
+    parent = "" if path == "(top level)" else path
+    key = re.search(r"(?:unknown|missing required) field `([^`]+)`", str(error))
+    if key:
+        return f"{parent}.{key.group(1)}" if parent else key.group(1)
+    return parent or "(top level)"
+
+
 def parse_config(data: Any) -> Settings:
     """Validate decoded YAML/JSON into Settings; raises ConfigError naming the key path."""
     if data is None:

@@ -183,7 +183,8 @@ def validate_settings(settings: Settings) -> list[Subscription]:
     for index, name in enumerate(names):
         if name in names[:index]:
             raise ConfigError(f"subscriptions[{index}].name: {name!r} is declared twice")
-    check_dead_letter_cycles(built)
+    for index, subscription in enumerate(built):
+        check_dead_letter_cycle(subscription, built[:index], f"subscriptions[{index}]")
     return built
 
 
@@ -196,19 +197,20 @@ def egress_policy(settings: Settings) -> EgressPolicy:
         raise ConfigError(f"egress: {error}; use CIDR forms like 10.0.0.0/8") from None
 
 
-def check_dead_letter_cycles(subscriptions: Iterable[Subscription]) -> None:
-    """Refuse dead-letter topics that lead back to where they start (RELIABILITY R9)."""
+def check_dead_letter_cycle(
+    candidate: Subscription, others: Iterable[Subscription], path: str
+) -> None:
+    """Refuse `candidate` if its dead-letter topic leads back to its own topic (R9)."""
     edges: dict[str, set[str]] = {}
-    for subscription in subscriptions:
+    for subscription in [*others, candidate]:
         if subscription.dead_letter_topic:
             edges.setdefault(subscription.topic, set()).add(subscription.dead_letter_topic)
-    for subscription in subscriptions:
-        start = subscription.dead_letter_topic
-        if start and _reaches(edges, start, subscription.topic):
-            raise ConfigError(
-                f"subscription {subscription.name!r}.deadLetterTopic: {start!r} closes a cycle of"
-                f" dead-letter topics back to {subscription.topic!r}"
-            )
+    start = candidate.dead_letter_topic
+    if start and _reaches(edges, start, candidate.topic):
+        raise ConfigError(
+            f"{path}.deadLetterTopic: {start!r} closes a cycle of dead-letter topics back to"
+            f" {candidate.topic!r}; dead letters would circle forever"
+        )
 
 
 def _reaches(edges: Mapping[str, set[str]], start: str, goal: str) -> bool:
@@ -261,7 +263,7 @@ class SubscriptionRegistry:
     def build(self, raw: RawSubscription, path: str = "subscription") -> Subscription:
         subscription = build_subscription(raw, path, self._topic_exists, self.egress)
         others = [sub for sub in self._by_name.values() if sub.name != raw.name]
-        check_dead_letter_cycles([*others, subscription])
+        check_dead_letter_cycle(subscription, others, path)
         return subscription
 
     async def put(self, subscription: Subscription) -> bool:

@@ -44,6 +44,13 @@ class SweepResult:
     woken: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetterResult:
+    handled: int  # redriven or purged
+    skipped: int  # left in place (redrive: the subscription no longer exists)
+    woken: frozenset[str] = frozenset()
+
+
 class Store(Protocol):
     @property
     def commits(self) -> int:

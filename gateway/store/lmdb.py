@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -19,14 +20,23 @@ from typing import TypeVar
 
 import lmdb
 import msgspec
+import orjson
 
 from gateway.events import IncomingEvent
 from gateway.problems import GatewayError, InvalidRequest, NotFound, StoreFailure, StoreFull
 from gateway.settings import TopicSettings
 from gateway.store import keys
-from gateway.store.base import Fanout, Page, PublishResult, StoredEvent, SweepResult
+from gateway.store.base import (
+    DeadLetterResult,
+    Fanout,
+    Page,
+    PublishResult,
+    StoredEvent,
+    SweepResult,
+)
 from gateway.store.committer import Committer, Transaction
 from gateway.store.deliveries import NO_DEDUP, DeliveryLedger, Settlement, event_attributes
+from gateway.store.redrive import RetentionOf, Selection, purge_action, redrive_action, run_batch
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.store")
@@ -264,25 +274,32 @@ class LmdbStore:
     async def delete_subscription(self, name: str) -> int:
         return await self.write(lambda txn: self.deliveries.delete_subscription(txn, name))
 
-    def browse(self, topic: str, after: str | None, limit: int) -> Page:
+    def browse(
+        self, topic: str, after: str | None, limit: int, selection: Selection | None = None
+    ) -> Page:
+        """A page of the topic's events after the cursor `after`, optionally only those a
+        dead-letter `selection` matches (scanning a bounded window per page)."""
         start = _cursor_seq(after) + 1
         prefix = keys.topic_prefix(topic)
+        window = limit * 10 + 1000
 
         def run(txn: Transaction) -> Page:
             self._retention(txn, topic)  # 404 for an unknown topic
             cursor = txn.cursor(db=self.db["events"])
             found: list[StoredEvent] = []
-            more = False
-            if cursor.set_range(keys.event_key(topic, start)):
-                for key, value in cursor:
-                    if not key.startswith(prefix):
-                        break
-                    if len(found) == limit:
-                        more = True
-                        break
-                    received, _, payload = keys.split_event_value(value)
+            scanned = 0
+            if not cursor.set_range(keys.event_key(topic, start)):
+                return Page(found, None)
+            for key, value in cursor:
+                if not key.startswith(prefix):
+                    return Page(found, None)
+                if len(found) == limit or scanned == window:
+                    return Page(found, str(keys.seq_of(key) - 1))
+                scanned += 1
+                received, _, payload = keys.split_event_value(value)
+                if selection is None or selection.matches(orjson.loads(payload)):
                     found.append(StoredEvent(keys.seq_of(key), received, payload))
-            return Page(found, str(found[-1].seq) if more and found else None)
+            return Page(found, None)
 
         return self.read(run)
 
@@ -295,6 +312,42 @@ class LmdbStore:
             return StoredEvent(seq, received, payload)
 
         return self.read(run)
+
+    # -- dead-letter topics -------------------------------------------------------------------
+
+    async def redrive(
+        self, topic: str, selection: Selection, retention_of: RetentionOf, now: float
+    ) -> DeadLetterResult:
+        """Move selected dead letters back to their subscriptions, a batch per transaction."""
+
+        def batch(after: int, woken: set[str], txn: Transaction) -> tuple[int, int, int, bool]:
+            self._retention(txn, topic)  # 404 for an unknown topic
+            act = redrive_action(
+                txn, self.db, self.deliveries.enqueue, topic, retention_of, now, woken
+            )
+            return run_batch(txn, self.db, topic, selection, after, act)
+
+        return await self._batches(batch)
+
+    async def purge(self, topic: str, selection: Selection) -> DeadLetterResult:
+        def batch(after: int, woken: set[str], txn: Transaction) -> tuple[int, int, int, bool]:
+            self._retention(txn, topic)
+            return run_batch(
+                txn, self.db, topic, selection, after, purge_action(txn, self.db, topic)
+            )
+
+        return await self._batches(batch)
+
+    async def _batches(
+        self, batch: Callable[[int, set[str], Transaction], tuple[int, int, int, bool]]
+    ) -> DeadLetterResult:
+        handled = skipped = after = 0
+        woken: set[str] = set()
+        done = False
+        while not done:
+            moved, left, after, done = await self.write(partial(batch, after, woken))
+            handled, skipped = handled + moved, skipped + left
+        return DeadLetterResult(handled, skipped, frozenset(woken))
 
     # -- retention ---------------------------------------------------------------------------
 
@@ -339,7 +392,7 @@ class LmdbStore:
 def _cursor_seq(after: str | None) -> int:
     if after is None or after == "":
         return 0
-    if not after.isdigit():
+    if not re.fullmatch(r"[0-9]{1,19}", after) or int(after) >= 2**63:
         raise InvalidRequest(f"after {after!r} is not a cursor from a previous page", field="after")
     return int(after)
 
