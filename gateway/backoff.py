@@ -58,7 +58,11 @@ def _exponential_delay(policy: RetryPolicy, failed_attempts: int, rand: float) -
     exponent = min(failed_attempts - 1, _MAX_EXPONENT)
     base = min(policy.minimum_backoff * 2.0**exponent, policy.maximum_backoff)
     jittered = base * (1 + policy.jitter * (2 * rand - 1))
-    return min(jittered, policy.maximum_backoff)
+    if jittered > policy.maximum_backoff:
+        # Fold back below the cap instead of clamping: clamped retries would all land on exactly
+        # maximumBackoff and stay synchronized through a long outage (RELIABILITY R11).
+        jittered = 2 * policy.maximum_backoff - jittered
+    return jittered
 
 
 def backoff_delay(policy: RetryPolicy, failed_attempts: int, rand: float) -> float:

@@ -43,12 +43,19 @@ def test_exponential_without_jitter(failed_attempts: int, expected: float) -> No
         pytest.param(3, 0.0, 36.0, id="third-minus-10pct"),
         pytest.param(3, 0.25, 38.0, id="third-minus-5pct"),
         pytest.param(7, 0.0, 540.0, id="capped-can-jitter-down"),
-        pytest.param(7, 0.999999, 600.0, id="capped-never-above-max"),
+        pytest.param(7, 0.999999, 540.00012, id="capped-folds-back-below-max"),
+        pytest.param(7, 0.75, 570.0, id="capped-plus-5pct-folds-to-minus-5pct"),
         pytest.param(6, 0.999999, 351.999936, id="below-cap-jitters-up"),
     ],
 )
 def test_exponential_jitter(failed_attempts: int, rand: float, expected: float) -> None:
     assert backoff_delay(DEFAULT, failed_attempts, rand) == pytest.approx(expected)
+
+
+def test_capped_retries_are_spread_not_piled_on_the_cap() -> None:
+    delays = {round(backoff_delay(DEFAULT, 20, k / 100), 3) for k in range(100)}
+    assert len(delays) >= 50
+    assert all(540.0 <= delay <= 600.0 for delay in delays)
 
 
 @pytest.mark.parametrize("rand", [0.0, 0.1, 0.5, 0.9, 0.999999])
