@@ -8,7 +8,7 @@ refused); every error is a problem body naming the field; each route is declared
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import api_models as shapes
+from gateway.declarative import ApplyResult
 from gateway.durations import format_duration
 from gateway.openapi import Operation, Query
 from gateway.problems import Conflict, InvalidRequest, NotFound
@@ -362,3 +363,35 @@ class DeadLettersApi:
         self._topics.get(topic)
         result = await self._store.purge(topic, self._selection(await request.body()))
         return json_response({"purged": result.handled})
+
+
+class ConfigApi:
+    """Re-apply the configuration file (what SIGHUP and `ce-gateway reload` do)."""
+
+    def __init__(self, reload: Callable[[], Awaitable[ApplyResult]]) -> None:
+        self._reload = reload
+
+    def operations(self) -> list[Operation]:
+        return [
+            Operation(
+                "POST",
+                "/v1/config:reload",
+                self.reload,
+                "Re-read the configuration file and apply it",
+                responses={200: shapes.ReloadResult},
+                problems=(400,),
+            ),
+        ]
+
+    async def reload(self, request: Request) -> Response:
+        try:
+            result = await self._reload()
+        except ConfigError as error:
+            raise config_error(error) from None
+        return json_response(
+            {
+                "topics": result.topics,
+                "subscriptions": result.subscriptions,
+                "pruned": result.pruned,
+            }
+        )

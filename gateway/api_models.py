@@ -89,3 +89,9 @@ class RedriveResult(_Shape, frozen=True):
 
 class PurgeResult(_Shape, frozen=True):
     purged: int
+
+
+class ReloadResult(_Shape, frozen=True):
+    topics: int
+    subscriptions: int
+    pruned: int

@@ -15,8 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import health, openapi
-from gateway.admin import DeadLettersApi, SubscriptionsApi, TopicsApi
+from gateway.admin import ConfigApi, DeadLettersApi, SubscriptionsApi, TopicsApi
 from gateway.clock import Clock, SteadyTime, SystemClock
+from gateway.declarative import ApplyResult, apply_config, reload_config
 from gateway.engine import Engine
 from gateway.problems import GatewayError, MethodNotAllowed, NotFound, problem_response
 from gateway.receiver import Receiver
@@ -56,6 +57,13 @@ class Gateway:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     operations: list[openapi.Operation] = field(default_factory=list)
 
+    async def reload(self) -> ApplyResult:
+        """Apply the configuration file again (SIGHUP, POST /v1/config:reload)."""
+        assert self.topics is not None and self.subscriptions is not None
+        return await reload_config(
+            self.settings.source, self.settings, self.topics, self.subscriptions
+        )
+
 
 def create_app(
     settings: Settings,
@@ -90,8 +98,7 @@ async def _lifespan(
     store = await asyncio.to_thread(open_store, gateway.settings)
     gateway.store = store
     try:
-        topics = await _apply_topics(gateway, store)
-        subscriptions = await _apply_subscriptions(gateway, store, topics)
+        topics, subscriptions = await _apply_config(gateway, store)
         engine = Engine(store, subscriptions, HttpSink(), gateway.clock, now, gateway.rng)
         gateway.engine = engine
         await engine.start()
@@ -109,6 +116,7 @@ async def _lifespan(
             *TopicsApi(store, topics, subscriptions).operations(),
             *SubscriptionsApi(store, subscriptions).operations(),
             *DeadLettersApi(store, topics, subscriptions, now, engine.wake).operations(),
+            *ConfigApi(gateway.reload).operations(),
         ]
         gateway.operations.extend(served)
         app.router.routes.extend(openapi.routes(served))
@@ -128,30 +136,21 @@ async def _lifespan(
         await asyncio.to_thread(store.close)
 
 
-async def _apply_topics(gateway: Gateway, store: LmdbStore) -> TopicRegistry:
+async def _apply_config(
+    gateway: Gateway, store: LmdbStore
+) -> tuple[TopicRegistry, SubscriptionRegistry]:
+    """Load what the store holds, apply the file, and route fan-out through the result."""
     topics = TopicRegistry(store)
-    for topic in gateway.settings.topics:
-        await topics.put(topic)
-    await topics.ensure_default()
-    gateway.topics = topics
-    return topics
-
-
-async def _apply_subscriptions(
-    gateway: Gateway, store: LmdbStore, topics: TopicRegistry
-) -> SubscriptionRegistry:
-    """Load stored subscriptions, apply the file's, and route fan-out through them."""
     registry = SubscriptionRegistry(store, topics.exists, egress_policy(gateway.settings))
     registry.load()
-    for index, raw in enumerate(gateway.settings.subscriptions):
-        await registry.put(registry.build(raw, f"subscriptions[{index}]"))
+    await apply_config(gateway.settings, topics, registry)
     store.fanout = registry.fanout
     store.deliveries.expiry_targets = lambda topic: [
         (subscription.name, subscription.dead_letter_topic)
         for subscription in registry.on_topic(topic)
     ]
-    gateway.subscriptions = registry
-    return registry
+    gateway.topics, gateway.subscriptions = topics, registry
+    return topics, registry
 
 
 async def _gateway_error(request: Request, error: Exception) -> Response:

@@ -169,7 +169,8 @@ class Lane:
 
     async def _try(self, delivery: DueDelivery) -> Settlement:
         subscription = self.subscription
-        if delivery.state.expires <= self.engine.now():
+        if delivery.payload is None or delivery.state.expires <= self.engine.now():
+            # Expired, or its event is gone with a deleted topic: settle it, never leave it stuck.
             return self._settlement(
                 delivery, DeadLetter("expired"), delivery.state.attempts, _last_failure(delivery)
             )

@@ -8,6 +8,7 @@ gateway turns not-ready first, then Hypercorn drains in-flight requests (RELIABI
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Awaitable, Callable
 
@@ -16,6 +17,8 @@ from hypercorn.config import Config
 from starlette.applications import Starlette
 
 from gateway.settings import ServerSettings
+
+log = logging.getLogger("gateway.config")
 
 
 def hypercorn_config(server: ServerSettings, bind: str | None = None) -> Config:
@@ -36,12 +39,29 @@ async def run_server(
 
 
 def _signals(app: Starlette) -> Callable[[], Awaitable[None]]:
+    """SIGTERM/SIGINT: not ready, then Hypercorn's graceful stop. SIGHUP: reload the config."""
+
     async def wait_for_signal() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(number, stop.set)
+        reloads: set[asyncio.Task[None]] = set()
+
+        def reload() -> None:
+            task = asyncio.create_task(_reload(app))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         await stop.wait()
         app.state.gateway.readiness.set_not_ready("shutting down")
 
     return wait_for_signal
+
+
+async def _reload(app: Starlette) -> None:
+    try:
+        await app.state.gateway.reload()
+    except Exception as error:  # a bad file must not take the running gateway down
+        log.error("configuration reload failed; the running configuration is unchanged: %s", error)

@@ -7,6 +7,7 @@ names the key path, e.g. `subscriptions[0].retryPolicy.maximumBackoff`, and the 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,8 @@ class Settings:
     topics: tuple[TopicSettings, ...]
     subscriptions: tuple[RawSubscription, ...]
     prune: bool
+    # The file these came from (what a reload reads again); not part of what they say.
+    source: Path | None = dataclasses.field(default=None, compare=False)
 
 
 def duration_at(path: str, text: str) -> float:
@@ -253,4 +256,4 @@ def load_config(path: Path | None) -> Settings:
         raise ConfigError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    return parse_config(data)
+    return dataclasses.replace(parse_config(data), source=path)

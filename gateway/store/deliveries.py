@@ -37,7 +37,7 @@ class DueDelivery:
     subscription: str
     seq: int
     state: keys.DeliveryState
-    payload: bytes
+    payload: bytes | None  # None: the event is gone (its topic was deleted); nothing to push
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +144,9 @@ class DeliveryLedger:
             self.count(txn, subscription, f"dropped.{decision.reason}")
             return set()
         payload = self._payload(txn, state)
-        if payload is None:
+        if payload is None:  # the event is gone: nothing left to dead-letter
             self.count(txn, subscription, "dropped")
+            self.count(txn, subscription, "dropped.missing")
             return set()
         attributes = dead_letter_attributes(
             subscription=subscription,
@@ -187,6 +188,16 @@ class DeliveryLedger:
             woken |= self.settle(txn, settlement, now)
         return woken
 
+    def drop_event(self, txn: Transaction, topic: str, seq: int, reason: str) -> None:
+        """The event left its topic (purged, redriven): its pending deliveries to that topic's
+        subscriptions can never be made, so they are dropped and counted, not left stuck."""
+        for subscription, _ in self.expiry_targets(topic):
+            value = txn.get(keys.delivery_key(subscription, seq), db=self._db["deliveries"])
+            if value is not None:
+                self._remove(txn, subscription, keys.decode_delivery(value))
+                self.count(txn, subscription, "dropped")
+                self.count(txn, subscription, f"dropped.{reason}")
+
     def delete_subscription(self, txn: Transaction, subscription: str) -> int:
         """Drop every pending delivery of `subscription` and its counters; returns how many."""
         dropped = _delete_prefix(txn, self._db["deliveries"], keys.due_prefix(subscription))
@@ -224,8 +235,7 @@ class DeliveryLedger:
         if value is None:
             return []
         state = keys.decode_delivery(value)
-        payload = self._payload(txn, state)
-        return [] if payload is None else [DueDelivery(subscription, seq, state, payload)]
+        return [DueDelivery(subscription, seq, state, self._payload(txn, state))]
 
     def next_due(self, subscription: str, after: float) -> float | None:
         """The earliest due time later than `after`, if any."""

@@ -322,9 +322,7 @@ class LmdbStore:
 
         def batch(after: int, woken: set[str], txn: Transaction) -> tuple[int, int, int, bool]:
             self._retention(txn, topic)  # 404 for an unknown topic
-            act = redrive_action(
-                txn, self.db, self.deliveries.enqueue, topic, retention_of, now, woken
-            )
+            act = redrive_action(txn, self.db, self.deliveries, topic, retention_of, now, woken)
             return run_batch(txn, self.db, topic, selection, after, act)
 
         return await self._batches(batch)
@@ -333,7 +331,12 @@ class LmdbStore:
         def batch(after: int, woken: set[str], txn: Transaction) -> tuple[int, int, int, bool]:
             self._retention(txn, topic)
             return run_batch(
-                txn, self.db, topic, selection, after, purge_action(txn, self.db, topic)
+                txn,
+                self.db,
+                topic,
+                selection,
+                after,
+                purge_action(txn, self.db, self.deliveries, topic),
             )
 
         return await self._batches(batch)

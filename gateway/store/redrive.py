@@ -17,6 +17,7 @@ import orjson
 from gateway.deadletters import redriven_payload
 from gateway.store import keys
 from gateway.store.committer import Transaction
+from gateway.store.deliveries import DeliveryLedger
 
 BATCH = 1000
 SCAN_WINDOW = 4 * BATCH
@@ -76,7 +77,7 @@ def run_batch(
 def redrive_action(
     txn: Transaction,
     db: Mapping[str, Any],
-    enqueue: Callable[..., None],
+    ledger: DeliveryLedger,
     topic: str,
     retention_of: RetentionOf,
     now: float,
@@ -87,17 +88,23 @@ def redrive_action(
         retention = retention_of(subscription)
         if retention is None:
             return False
-        enqueue(txn, subscription, topic, seq, now, now + retention, redriven_payload(payload))
+        ledger.enqueue(
+            txn, subscription, topic, seq, now, now + retention, redriven_payload(payload)
+        )
         txn.delete(keys.event_key(topic, seq), db=db["events"])
+        ledger.drop_event(txn, topic, seq, "redriven")
         woken.add(subscription)
         return True
 
     return act
 
 
-def purge_action(txn: Transaction, db: Mapping[str, Any], topic: str) -> Action:
+def purge_action(
+    txn: Transaction, db: Mapping[str, Any], ledger: DeliveryLedger, topic: str
+) -> Action:
     def act(seq: int, payload: bytes, document: dict[str, object]) -> bool:
         txn.delete(keys.event_key(topic, seq), db=db["events"])
+        ledger.drop_event(txn, topic, seq, "purged")
         return True
 
     return act

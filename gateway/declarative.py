@@ -1,0 +1,87 @@
+"""Declarative configuration: the file's topics and subscriptions, applied at start and reload.
+
+Apply creates or updates what the file names. Resources created through the API and absent
+from the file are kept, unless the file sets `prune: true`. Everything is validated before
+anything changes, so a bad file leaves the running configuration as it was. A reload (SIGHUP,
+`POST /v1/config:reload`, `ce-gateway reload`) applies the file again, so a Kubernetes
+ConfigMap update takes effect without a restart; `server:` settings need a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.settings import DEFAULT_TOPIC, ConfigError, Settings, load_config
+from gateway.subscriptions import SubscriptionRegistry, validate_settings
+from gateway.topics import TopicRegistry
+
+log = logging.getLogger("gateway.config")
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    topics: int
+    subscriptions: int
+    pruned: int
+
+
+async def apply_config(
+    settings: Settings, topics: TopicRegistry, subscriptions: SubscriptionRegistry
+) -> ApplyResult:
+    validate_settings(settings)  # the whole file first: nothing half-applied
+    for topic in settings.topics:
+        await topics.put(topic)
+    await topics.ensure_default()
+    built = [
+        subscriptions.build(raw, f"subscriptions[{index}]")
+        for index, raw in enumerate(settings.subscriptions)
+    ]
+    for subscription in built:
+        await subscriptions.put(subscription)
+    pruned = await _prune(settings, topics, subscriptions) if settings.prune else 0
+    return ApplyResult(len(settings.topics), len(built), pruned)
+
+
+async def _prune(
+    settings: Settings, topics: TopicRegistry, subscriptions: SubscriptionRegistry
+) -> int:
+    """Delete what the file does not name: subscriptions first (dropping their pending
+    deliveries, counted), then topics no remaining subscription uses."""
+    keep_subscriptions = {raw.name for raw in settings.subscriptions}
+    keep_topics = {topic.name for topic in settings.topics} | {DEFAULT_TOPIC}
+    pruned = 0
+    for subscription in subscriptions.all():
+        if subscription.name not in keep_subscriptions:
+            dropped = await subscriptions.delete(subscription.name)
+            log.info("pruned subscription %s (%d pending dropped)", subscription.name, dropped)
+            pruned += 1
+    for topic in topics.all():
+        if topic.name not in keep_topics and not subscriptions.uses_topic(topic.name):
+            await topics.delete(topic.name)
+            log.info("pruned topic %s", topic.name)
+            pruned += 1
+    return pruned
+
+
+async def reload_config(
+    source: Path | None,
+    running: Settings,
+    topics: TopicRegistry,
+    subscriptions: SubscriptionRegistry,
+) -> ApplyResult:
+    if source is None:
+        raise ConfigError("the gateway was started without --config; there is no file to reload")
+    settings = load_config(source)
+    if settings.server != running.server:
+        log.warning("server settings changed in %s; they take effect at the next restart", source)
+    result = await apply_config(settings, topics, subscriptions)
+    log.info(
+        "configuration reloaded from %s: %d topics, %d subscriptions, %d pruned",
+        source,
+        result.topics,
+        result.subscriptions,
+        result.pruned,
+    )
+    return result
