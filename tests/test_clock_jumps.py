@@ -38,14 +38,13 @@ SWEEP = 61.0  # just past the retention sweep's 60 s interval
 class Attempts:
     """The subscriber's script: always 503, recording the monotonic time of each attempt."""
 
-    def __init__(self, clock: ManualClock, status: int = 503) -> None:
+    def __init__(self, clock: ManualClock) -> None:
         self.clock = clock
-        self.status = status
         self.at: defaultdict[str, list[float]] = defaultdict(list)
 
     def __call__(self, request: Received) -> Answer:
         self.at[request.event_id].append(self.clock.monotonic())
-        return Answer(self.status)
+        return Answer(503)
 
 
 def settings_for(tmp_path: Path, url: str, **policy: Any) -> Any:
@@ -71,13 +70,7 @@ async def test_forward_jump_neither_expires_nor_advances_anything(tmp_path: Path
     attempts = Attempts(clock)
     async with run_subscriber(clock) as sub:
         sub.script = attempts
-        spec = subscription("s1", sub.url, retryPolicy={"schedule": ["10m"]})
-        settings = make_settings(
-            tmp_path,
-            egress=LOOPBACK_EGRESS,
-            topics=[{"name": "orders", "retention": "2h"}],
-            subscriptions=[spec],
-        )
+        settings = settings_for(tmp_path, sub.url, retryPolicy={"schedule": ["10m"]})
         async with run_gateway(settings, clock=clock) as gw:
             start = clock.monotonic()
             await gw.publish("orders", "old")

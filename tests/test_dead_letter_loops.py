@@ -10,11 +10,13 @@ dead-lettered onward.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.clock import ManualClock
 from gateway.settings import ConfigError, parse_config
 from gateway.subscriptions import Subscription, validate_settings
 from tests.conftest import (
@@ -326,3 +328,42 @@ async def test_events_published_straight_to_a_dead_letter_topic_are_delivered(
             assert [(r.path, r.event_id) for r in sub.received] == [("/b", "direct")]
             assert status(gw, "on-b")["acked"] == 1
             assert status(gw, "on-a")["published"] == 0
+
+
+@pytest.mark.parametrize(
+    "action", [pytest.param("purge", id="purge"), pytest.param("redrive", id="redrive")]
+)
+async def test_purging_or_redriving_a_chained_dead_letter_leaves_nothing_stuck(
+    tmp_path: Path, action: str
+) -> None:
+    """A dead-letter topic is a topic: `on-b` holds a pending delivery of the dead letter on b.
+    Purging (or redriving) that dead letter removes it from b; `on-b`'s delivery must still end
+    (delivered, expired, dropped or dead-lettered, and counted), never stay pending for good."""
+    clock = ManualClock()
+    async with run_subscriber(clock) as sub:
+        sub.script = lambda r: Answer(422) if r.path == "/a" else Answer(503)
+        specs = [
+            subscription("on-a", sub.url + "/a", topic="a", deadLetterTopic="b"),
+            subscription("on-b", sub.url + "/b", topic="b"),
+        ]
+        settings = make_settings(
+            tmp_path,
+            egress=LOOPBACK_EGRESS,
+            topics=[{"name": "a", "retention": "2h"}, {"name": "b", "retention": "2h"}],
+            subscriptions=specs,
+        )
+        async with run_gateway(settings, clock=clock) as gw:
+            await gw.publish("a", "ev-1")
+            await settle(gw)
+            assert status(gw, "on-b")["pending"] == 1
+            response = await gw.client.post(f"/v1/topics/b/events:{action}", json={"all": True})
+            assert response.status_code == 200, response.text
+            await settle(gw)
+            for _ in range(3 * 6):  # 3 h in 10-minute steps: past b's 2 h retention
+                clock.advance(600)
+                await settle(gw)
+            await asyncio.sleep(0.02)
+            await settle(gw)
+            counters = status(gw, "on-b")
+            assert gw.store.deliveries.pending("on-b") == 0, counters
+            assert counters["pending"] == 0, counters

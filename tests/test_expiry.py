@@ -3,7 +3,7 @@
 A subscriber is down (503) for more than a day of injected time while a backlog of events,
 published at different times, waits. Each event still undelivered when its retention ends is
 dead-lettered with reason `expired`, or dropped and counted when the subscription has no
-dead-letter topic. The clock walks in 30-minute steps and at every step the ledger is reconciled
+dead-letter topic. The clock walks in one-hour steps and at every step the ledger is reconciled
 against what the subscriber and the dead-letter topic actually saw: nothing disappears uncounted.
 
 Expiry can come a little before the 24 h mark: the engine gives up as soon as the next retry
@@ -37,11 +37,11 @@ from tests.conftest import (
 from tests.subscriber import Answer, Received, run_subscriber
 
 DAY = 24 * 3600.0
-STEP = 1800.0  # the walk advances the clock 30 minutes at a time
+STEP = 3600.0  # the walk advances the clock an hour at a time
 MAXIMUM_BACKOFF = 600.0  # the default retryPolicy.maximumBackoff
 EVENTS = 20
-RECOVERY_STEP = 24  # 12 h in: the subscriber starts accepting some events
-WALK_STEPS = 72  # 36 h: the last event (published at 9.5 h) is long past its retention
+RECOVERY_STEP = 22  # 22 h in, before any retention ends: the subscriber accepts some events
+WALK_STEPS = 46  # the last event (published at 19 h) is past its retention at 43 h
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ async def settle_past_retention(
     "recovers",
     [
         pytest.param(False, id="down-throughout"),
-        pytest.param(True, id="half-recover-at-12h"),
+        pytest.param(True, id="half-recover-at-22h"),
     ],
 )
 async def test_backlog_past_retention_is_accounted_at_every_step(
@@ -197,7 +197,7 @@ async def test_backlog_past_retention_is_accounted_at_every_step(
 
             expired: set[str] = set()
             for step in range(WALK_STEPS + 1):
-                if step < EVENTS:  # one new event every 30 minutes for the first 10 hours
+                if step < EVENTS:  # one new event every hour for the first 20 hours
                     event_id = f"ev-{step:02d}"
                     assert (await gw.publish("orders", event_id)).status_code == 202
                     backlog.published_at[event_id] = gw.gateway_now()
@@ -293,3 +293,38 @@ async def test_status_api_reconciles_with_the_ledger_after_expiry(tmp_path: Path
                 "pending": 0,
             }
             assert sorted(r.event_id for r in up.received) == [f"e{i}" for i in range(5)]
+
+
+async def test_moved_subscription_still_accounts_for_deliveries_of_a_deleted_topic(
+    tmp_path: Path,
+) -> None:
+    """A subscription moved (PUT) from `orders` to `other` keeps its pending delivery of an
+    `orders` event. `orders` then has no subscription, so it may be deleted; whether the gateway
+    refuses that or allows it, the delivery must still end counted (expired, dropped or
+    dead-lettered) once retention is over, never stay pending for good."""
+    clock = ManualClock()
+    async with run_subscriber(clock) as sub:
+        sub.script = lambda r: Answer(503)
+        settings = make_settings(
+            tmp_path,
+            egress=LOOPBACK_EGRESS,
+            topics=[{"name": "orders", "retention": "2h"}, {"name": "other", "retention": "2h"}],
+            subscriptions=[subscription("s1", sub.url)],
+        )
+        async with run_gateway(settings, clock=clock) as gw:
+            await gw.publish("orders", "e1")
+            await settle(gw)
+            moved = subscription("s1", sub.url, topic="other")
+            del moved["name"]
+            assert (await gw.client.put("/v1/subscriptions/s1", json=moved)).status_code == 200
+            deleted = await gw.client.delete("/v1/topics/orders")
+            assert deleted.status_code in (204, 409), deleted.text
+            for _ in range(3 * 6):  # 3 h in 10-minute steps: past the 2 h retention
+                clock.advance(600)
+                await settle(gw)
+            await asyncio.sleep(0.02)
+            await settle(gw)
+            counters = status(gw, "s1")
+            assert gw.store.deliveries.pending("s1") == 0, (deleted.status_code, counters)
+            assert counters["pending"] == 0
+            assert counters["dropped"] + counters["deadlettered"] == counters["published"] == 1
