@@ -3,9 +3,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format clean
+.PHONY: install system-deps run test lint format clean
 
-install: $(STAMP)
+install: $(STAMP) system-deps
+
+# Tools the tests run that come from Debian: promtool (package prometheus) checks /metrics.
+system-deps:
+	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[dev]' && touch $(STAMP)

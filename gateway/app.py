@@ -19,6 +19,8 @@ from gateway.admin import ConfigApi, DeadLettersApi, SubscriptionsApi, TopicsApi
 from gateway.clock import Clock, SteadyTime, SystemClock
 from gateway.declarative import ApplyResult, apply_config, reload_config
 from gateway.engine import Engine
+from gateway.metrics import Metrics, Sources
+from gateway.observability import measure_loop_lag, metrics_operation
 from gateway.problems import GatewayError, MethodNotAllowed, NotFound, problem_response
 from gateway.receiver import Receiver
 from gateway.retention import run_retention
@@ -50,6 +52,7 @@ class Gateway:
     clock: Clock
     readiness: health.Readiness = field(default_factory=health.Readiness)
     rng: random.Random = field(default_factory=random.Random)
+    metrics: Metrics = field(default_factory=Metrics)
     store: LmdbStore | None = None
     topics: TopicRegistry | None = None
     subscriptions: SubscriptionRegistry | None = None
@@ -85,6 +88,7 @@ def create_app(
     app.state.gateway = gateway
     gateway.operations = [
         *health.operations(gateway.readiness),
+        metrics_operation(gateway.metrics),
         openapi.openapi_operation(lambda: gateway.operations),
     ]
     app.router.routes.extend(openapi.routes(gateway.operations))
@@ -99,7 +103,10 @@ async def _lifespan(
     gateway.store = store
     try:
         topics, subscriptions = await _apply_config(gateway, store)
-        engine = Engine(store, subscriptions, HttpSink(), gateway.clock, now, gateway.rng)
+        store.on_commit = gateway.metrics.observe_commit
+        engine = Engine(
+            store, subscriptions, HttpSink(), gateway.clock, now, gateway.rng, gateway.metrics
+        )
         gateway.engine = engine
         await engine.start()
         subscriptions.on_change = engine.sync
@@ -109,6 +116,7 @@ async def _lifespan(
             gateway.readiness,
             now,
             gateway.settings.server.max_body_size,
+            gateway.metrics,
             on_published=lambda topic, result: engine.wake(result.subscriptions),
         )
         served = [
@@ -121,6 +129,8 @@ async def _lifespan(
         gateway.operations.extend(served)
         app.router.routes.extend(openapi.routes(served))
         gateway.readiness.checks.append(lambda: "store full" if store.full else None)
+        gateway.metrics.watch(Sources(store, topics, subscriptions, engine, gateway.readiness, now))
+        gateway.tasks.append(asyncio.create_task(measure_loop_lag(gateway.metrics)))
         gateway.tasks.append(
             asyncio.create_task(run_retention(store, now, gateway.clock, engine.wake))
         )

@@ -23,7 +23,17 @@ from gateway.backoff import next_delay, retry_after_seconds
 from gateway.clock import Clock
 from gateway.concurrency import AdaptiveLimit
 from gateway.deadletters import Failure
-from gateway.outcomes import DeadLetter, Decision, Verdict, classify_error, classify_status, decide
+from gateway.metrics import Metrics
+from gateway.outcomes import (
+    Ack,
+    DeadLetter,
+    Decision,
+    RetryAt,
+    Verdict,
+    classify_error,
+    classify_status,
+    decide,
+)
 from gateway.pushes import build_push
 from gateway.sinks import HttpSink, PushResult
 from gateway.store.deliveries import DueDelivery, Settlement
@@ -43,6 +53,7 @@ class Engine:
         clock: Clock,
         now: Callable[[], float],
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.subscriptions = subscriptions
@@ -50,6 +61,7 @@ class Engine:
         self.clock = clock
         self.now = now
         self.rng = rng or random.Random()
+        self.metrics = metrics or Metrics()
         self.lanes: dict[str, Lane] = {}
 
     async def start(self) -> None:
@@ -157,6 +169,7 @@ class Lane:
             settlement = await self._try(delivery)
             woken = await self.engine.store.record(settlement, self.engine.now())
             self.engine.wake(woken)
+            self._count(settlement)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -175,10 +188,23 @@ class Lane:
                 delivery, DeadLetter("expired"), delivery.state.attempts, _last_failure(delivery)
             )
         request = build_push(delivery.payload, subscription.target.content_mode)
+        started = self.engine.clock.monotonic()
         result = await self.engine.sink.push(
             subscription.target.url, request, subscription.ack_deadline
         )
+        duration = self.engine.metrics.delivery_duration.labels(subscription.name)
+        duration.observe(self.engine.clock.monotonic() - started)
         return self._judge(delivery, result)
+
+    def _count(self, settlement: Settlement) -> None:
+        decision = settlement.decision
+        if isinstance(decision, Ack):
+            outcome = "acked"
+        elif isinstance(decision, RetryAt):
+            outcome = "retried"
+        else:
+            outcome = "deadlettered" if settlement.dead_letter_topic else "dropped"
+        self.engine.metrics.deliveries.labels(settlement.subscription, outcome).inc()
 
     def _judge(self, delivery: DueDelivery, result: PushResult) -> Settlement:
         subscription = self.subscription

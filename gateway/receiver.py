@@ -16,6 +16,7 @@ from gateway.api_models import Accepted
 from gateway.bodies import read_body
 from gateway.events import BATCH, REQUIRED, STRUCTURED, parse_request
 from gateway.health import Readiness
+from gateway.metrics import Metrics
 from gateway.openapi import Operation
 from gateway.problems import NotFound, NotReady
 from gateway.settings import DEFAULT_TOPIC
@@ -38,6 +39,7 @@ class Receiver:
         readiness: Readiness,
         now: Callable[[], float],
         max_body_size: int,
+        metrics: Metrics,
         on_published: Callable[[str, PublishResult], None] = lambda topic, result: None,
     ) -> None:
         self._store = store
@@ -45,6 +47,7 @@ class Receiver:
         self._readiness = readiness
         self._now = now
         self._max_body_size = max_body_size
+        self._metrics = metrics
         self.on_published = on_published
 
     def operations(self) -> list[Operation]:
@@ -79,6 +82,10 @@ class Receiver:
         return await self._publish(request, request.path_params["topic"])
 
     async def _publish(self, request: Request, topic: str) -> Response:
+        with self._metrics.publish_duration.time():
+            return await self._publish_timed(request, topic)
+
+    async def _publish_timed(self, request: Request, topic: str) -> Response:
         if not self._topics.exists(topic):
             raise NotFound(f"topic {topic!r} does not exist; create it first", topic=None)
         if not self._readiness.ready:
@@ -91,6 +98,8 @@ class Receiver:
             self._store.withdraw()
             raise
         result = await self._store.publish(topic, events, self._now(), announced=True)
+        self._metrics.published.labels(topic).inc(result.accepted)
+        self._metrics.duplicates.labels(topic).inc(result.duplicates)
         self.on_published(topic, result)
         return Response(
             orjson.dumps({"accepted": result.accepted, "duplicates": result.duplicates}),

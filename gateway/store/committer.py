@@ -64,6 +64,7 @@ class Committer:
         translate: Callable[[BaseException], BaseException],
         max_batch: int = 2048,
         linger: float = 0.004,
+        observe: Callable[[int, float], None] = lambda operations, seconds: None,
     ) -> None:
         self._begin = begin
         self._commit = commit
@@ -72,6 +73,7 @@ class Committer:
         self._translate = translate
         self._max_batch = max_batch
         self._linger = linger
+        self._observe = observe
         self._announced = 0
         self._announced_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -174,10 +176,12 @@ class Committer:
                         log.error("write operation failed", exc_info=error)
                     operation.error = error
                     raise _OperationFailed(operation) from error
+            started = time.perf_counter()
             self._commit(txn)
         except BaseException:
             txn.abort()
             raise
+        self._observe(len(pending), time.perf_counter() - started)
         self.stats.commits += 1
         self.stats.operations += len(pending)
         self.stats.batch_sizes.append(len(pending))

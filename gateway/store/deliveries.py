@@ -72,7 +72,7 @@ class DeliveryLedger:
         payload: bytes | None = None,
     ) -> None:
         """Create a pending delivery of event `seq` to `subscription`, due at `due`."""
-        state = keys.DeliveryState(topic, seq, 0, due, expires, payload=payload)
+        state = keys.DeliveryState(topic, seq, 0, due, expires, payload=payload, enqueued=due)
         txn.put(
             keys.delivery_key(subscription, seq),
             keys.encode_delivery(state),
@@ -262,6 +262,18 @@ class DeliveryLedger:
                         break
                     found[key[len(prefix) :].decode()] = int(keys.SEQ.unpack(value)[0])
             return found
+
+        return self._store.read(run)
+
+    def oldest_pending(self, subscription: str) -> float | None:
+        """When the oldest pending delivery was created (deliveries are keyed in seq order)."""
+        prefix = keys.due_prefix(subscription)
+
+        def run(txn: Transaction) -> float | None:
+            cursor = txn.cursor(db=self._db["deliveries"])
+            if cursor.set_range(prefix) and cursor.key().startswith(prefix):
+                return keys.decode_delivery(cursor.value()).enqueued
+            return None
 
         return self._store.read(run)
 

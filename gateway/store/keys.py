@@ -8,6 +8,7 @@
                 b"topic/" name                  -> topic settings (JSON)
                 b"subscription/" name           -> subscription spec (JSON)
                 b"count/" subscription "/" kind -> u64 counter
+                b"events/" topic                -> u64 events the topic holds
 
 Dedup keys are a fixed-size hash because LMDB keys are at most 511 bytes and a CloudEvent's
 source and id are unbounded (RELIABILITY R4). Names never contain NUL (they are validated).
@@ -38,6 +39,7 @@ class DeliveryState(msgspec.Struct, array_like=True, frozen=True):
     last_error: str | None = None
     last_body: bytes | None = None
     payload: bytes | None = None  # set for redriven dead letters, which live outside any topic
+    enqueued: float = 0.0  # when this delivery was created (oldest-pending age)
 
 
 _DELIVERY_ENCODER = msgspec.msgpack.Encoder()
@@ -101,3 +103,7 @@ def decode_delivery(value: bytes) -> DeliveryState:
 
 def counter_key(subscription: str, kind: str) -> bytes:
     return b"count/" + subscription.encode() + b"/" + kind.encode()
+
+
+def topic_count_key(topic: str) -> bytes:
+    return b"events/" + topic.encode()

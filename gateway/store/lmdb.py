@@ -64,7 +64,9 @@ class LmdbStore:
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock_data_dir(data_dir)
-        self._max_map_size = max(max_map_size, map_size)
+        self.max_map_size = max(max_map_size, map_size)
+        # Called by the writer thread after each commit with (operations, seconds).
+        self.on_commit: Callable[[int, float], None] = lambda operations, seconds: None
         self._read_gate = threading.Lock()
         self.fanout: Fanout = fanout or (lambda topic, attributes: ())
         self.full = False
@@ -88,6 +90,7 @@ class LmdbStore:
             before_batch=self._grow_if_needed,
             on_map_full=self._grow_on_full,
             translate=_translate,
+            observe=lambda operations, seconds: self.on_commit(operations, seconds),
         )
         self._committer.start()
         self.deliveries = DeliveryLedger(self)
@@ -123,14 +126,14 @@ class LmdbStore:
             self._resize()
 
     def _grow_on_full(self) -> bool:
-        if self.map_size() >= self._max_map_size:
+        if self.map_size() >= self.max_map_size:
             self.full = True
             return False
         self._resize()
         return True
 
     def _resize(self) -> None:
-        new_size = min(self._max_map_size, self.map_size() * 2)
+        new_size = min(self.max_map_size, self.map_size() * 2)
         if new_size > self.map_size():
             with self._read_gate:  # LMDB: no transaction may be active while the map is resized
                 self.env.set_mapsize(new_size)
@@ -183,9 +186,24 @@ class LmdbStore:
             if txn.get(key, db=self.db["meta"]) is None:
                 raise NotFound(f"topic {name!r} does not exist")
             txn.delete(key, db=self.db["meta"])
+            txn.delete(keys.topic_count_key(name), db=self.db["meta"])
             self._delete_topic_events(txn, name)
 
         await self.write(run)
+
+    def count_events(self, txn: Transaction, topic: str, by: int) -> None:
+        """Keep the per-topic event count (dead-letter depth) in the same transaction."""
+        key = keys.topic_count_key(topic)
+        value = txn.get(key, db=self.db["meta"])
+        total = max(0, (int(keys.SEQ.unpack(value)[0]) if value else 0) + by)
+        txn.put(key, keys.SEQ.pack(total), db=self.db["meta"])
+
+    def event_count(self, topic: str) -> int:
+        def run(txn: Transaction) -> int:
+            value = txn.get(keys.topic_count_key(topic), db=self.db["meta"])
+            return int(keys.SEQ.unpack(value)[0]) if value else 0
+
+        return self.read(run)
 
     def _delete_topic_events(self, txn: Transaction, topic: str) -> None:
         cursor = txn.cursor(db=self.db["events"])
@@ -235,6 +253,8 @@ class LmdbStore:
                 subscriptions.add(subscription)
             accepted += 1
         txn.put(b"seq", keys.SEQ.pack(seq), db=self.db["meta"])
+        if accepted:
+            self.count_events(txn, topic, accepted)
         return PublishResult(accepted, duplicates, frozenset(subscriptions))
 
     def _next_seq(self, txn: Transaction) -> int:
@@ -262,6 +282,7 @@ class LmdbStore:
             db=self.db["events"],
         )
         txn.put(b"seq", keys.SEQ.pack(seq), db=self.db["meta"])
+        self.count_events(txn, topic, 1)
         subscriptions = set(self.fanout(topic, event_attributes(payload)))
         for subscription in subscriptions:
             self.deliveries.enqueue(txn, subscription, topic, seq, now, now + retention)
@@ -323,21 +344,19 @@ class LmdbStore:
         def batch(after: int, woken: set[str], txn: Transaction) -> tuple[int, int, int, bool]:
             self._retention(txn, topic)  # 404 for an unknown topic
             act = redrive_action(txn, self.db, self.deliveries, topic, retention_of, now, woken)
-            return run_batch(txn, self.db, topic, selection, after, act)
+            moved, skipped, last, done = run_batch(txn, self.db, topic, selection, after, act)
+            self.count_events(txn, topic, -moved)
+            return moved, skipped, last, done
 
         return await self._batches(batch)
 
     async def purge(self, topic: str, selection: Selection) -> DeadLetterResult:
         def batch(after: int, woken: set[str], txn: Transaction) -> tuple[int, int, int, bool]:
             self._retention(txn, topic)
-            return run_batch(
-                txn,
-                self.db,
-                topic,
-                selection,
-                after,
-                purge_action(txn, self.db, self.deliveries, topic),
-            )
+            act = purge_action(txn, self.db, self.deliveries, topic)
+            purged, skipped, last, done = run_batch(txn, self.db, topic, selection, after, act)
+            self.count_events(txn, topic, -purged)
+            return purged, skipped, last, done
 
         return await self._batches(batch)
 
@@ -389,6 +408,8 @@ class LmdbStore:
             removed += 1
             if not cursor.delete():
                 break
+        if removed:
+            self.count_events(txn, topic.name, -removed)
         return removed
 
 
