@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import os
 import sys
 import uuid
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import quote
 
 from gateway import cli_output as out
+from gateway import logs
 from gateway.settings import ConfigError, Settings, load_config
 
 if TYPE_CHECKING:
@@ -68,6 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="overrides server.dataDir")
     serve.add_argument("--host", help="overrides server.host")
     serve.add_argument("--port", type=int, help="overrides server.port")
+    serve.add_argument(
+        "--log-format",
+        choices=("auto", "json", "text"),
+        default="auto",
+        help="JSON lines, or text; auto is text on a terminal and JSON otherwise",
+    )
     serve.set_defaults(run=_serve)
     validate = commands.add_parser("validate-config", help="check a configuration file offline")
     validate.add_argument("file", type=Path)
@@ -93,7 +99,7 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.store.lmdb import DataDirInUse
     from gateway.subscriptions import validate_settings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(args.log_format)
     settings = _with_overrides(load_config(args.config), args)
     validate_settings(settings)  # refuse a bad file before anything starts
     try:

@@ -173,7 +173,11 @@ class Lane:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("attempt for %s failed internally", self.subscription.name)
+            log.exception(
+                "attempt for %s failed internally; it stays pending",
+                self.subscription.name,
+                extra={"subscription": self.subscription.name, "seq": delivery.seq},
+            )
             with contextlib.suppress(asyncio.CancelledError):
                 await self.engine.clock.sleep(ERROR_COOLDOWN)
         finally:

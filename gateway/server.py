@@ -28,7 +28,7 @@ def hypercorn_config(server: ServerSettings, bind: str | None = None) -> Config:
     config.keep_alive_timeout = server.keep_alive_timeout
     config.graceful_timeout = server.graceful_timeout
     config.accesslog = None
-    config.errorlog = "-"
+    config.errorlog = logging.getLogger("hypercorn.error")  # through our handlers (gateway.logs)
     return config
 
 
