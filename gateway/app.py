@@ -19,6 +19,7 @@ from gateway.admin import ConfigApi, DeadLettersApi, SubscriptionsApi, TopicsApi
 from gateway.clock import Clock, SteadyTime, SystemClock
 from gateway.declarative import ApplyResult, apply_config, reload_config
 from gateway.engine import Engine
+from gateway.health import SHUTTING_DOWN
 from gateway.metrics import Metrics, Sources
 from gateway.observability import measure_loop_lag, metrics_operation
 from gateway.problems import GatewayError, MethodNotAllowed, NotFound, problem_response
@@ -137,12 +138,12 @@ async def _lifespan(
         gateway.readiness.set_ready()
         yield
     finally:
-        gateway.readiness.set_not_ready("shutting down")
+        gateway.readiness.set_not_ready(SHUTTING_DOWN)
         for task in gateway.tasks:
             task.cancel()
         await asyncio.gather(*gateway.tasks, return_exceptions=True)
         if gateway.engine is not None:
-            await gateway.engine.stop()
+            await gateway.engine.stop(grace=gateway.settings.server.graceful_timeout)
         await asyncio.to_thread(store.close)
 
 

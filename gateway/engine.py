@@ -87,10 +87,17 @@ class Engine:
             if lane is not None:
                 lane.wake()
 
-    async def stop(self) -> None:
-        """Stop pushing; attempts in flight are abandoned unrecorded, so they stay pending."""
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop taking new work; give attempts in flight up to `grace` seconds to finish and
+        record their outcome (fewer duplicates after a restart). Whatever is still in flight
+        then is abandoned unrecorded, so it stays pending and is pushed again later."""
         lanes = list(self.lanes.values())
         self.lanes.clear()
+        for lane in lanes:
+            lane.stop_taking()
+        in_flight = [task for lane in lanes for task in lane.in_flight.values()]
+        if in_flight and grace > 0:
+            await asyncio.wait(in_flight, timeout=grace)
         for lane in lanes:
             lane.stop()
         await asyncio.gather(*(lane.finished() for lane in lanes))
@@ -122,6 +129,9 @@ class Lane:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def stop_taking(self) -> None:
+        self._task.cancel()
 
     def stop(self) -> None:
         self._task.cancel()

@@ -14,6 +14,8 @@ from starlette.responses import JSONResponse
 from gateway.api_models import Health
 from gateway.openapi import Operation
 
+SHUTTING_DOWN = "shutting down"
+
 
 class Readiness:
     def __init__(self) -> None:
@@ -33,6 +35,12 @@ class Readiness:
     @property
     def ready(self) -> bool:
         return not self.reasons()
+
+    @property
+    def accepting(self) -> bool:
+        """Publishes are taken while ready, and while shutting down (the store is still open
+        until Hypercorn has drained; refusing then would only bounce publishers)."""
+        return all(reason == SHUTTING_DOWN for reason in self.reasons())
 
 
 def operations(readiness: Readiness) -> list[Operation]:

@@ -88,7 +88,7 @@ class Receiver:
     async def _publish_timed(self, request: Request, topic: str) -> Response:
         if not self._topics.exists(topic):
             raise NotFound(f"topic {topic!r} does not exist; create it first", topic=None)
-        if not self._readiness.ready:
+        if not self._readiness.accepting:
             raise NotReady("the gateway is not ready: " + ", ".join(self._readiness.reasons()))
         self._store.announce()
         try:

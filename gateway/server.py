@@ -16,6 +16,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
 
+from gateway.health import SHUTTING_DOWN
 from gateway.settings import ServerSettings
 
 log = logging.getLogger("gateway.config")
@@ -35,11 +36,13 @@ def hypercorn_config(server: ServerSettings, bind: str | None = None) -> Config:
 async def run_server(
     app: Starlette, server: ServerSettings, shutdown: Callable[[], Awaitable[None]] | None = None
 ) -> None:
-    await serve(app, hypercorn_config(server), shutdown_trigger=shutdown or _signals(app))  # type: ignore[arg-type]
+    trigger = shutdown or _signals(app, server.shutdown_delay)
+    await serve(app, hypercorn_config(server), shutdown_trigger=trigger)  # type: ignore[arg-type]
 
 
-def _signals(app: Starlette) -> Callable[[], Awaitable[None]]:
-    """SIGTERM/SIGINT: not ready, then Hypercorn's graceful stop. SIGHUP: reload the config."""
+def _signals(app: Starlette, shutdown_delay: float) -> Callable[[], Awaitable[None]]:
+    """SIGTERM/SIGINT: not ready at once, still serving for `shutdown_delay` (so a load
+    balancer sees it and stops sending), then Hypercorn's graceful stop. SIGHUP: reload."""
 
     async def wait_for_signal() -> None:
         stop = asyncio.Event()
@@ -55,7 +58,9 @@ def _signals(app: Starlette) -> Callable[[], Awaitable[None]]:
 
         loop.add_signal_handler(signal.SIGHUP, reload)
         await stop.wait()
-        app.state.gateway.readiness.set_not_ready("shutting down")
+        app.state.gateway.readiness.set_not_ready(SHUTTING_DOWN)
+        log.info("shutting down: not ready now, stopping in %gs", shutdown_delay)
+        await asyncio.sleep(shutdown_delay)
 
     return wait_for_signal
 

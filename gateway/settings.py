@@ -38,6 +38,7 @@ class RawServer(_Raw, frozen=True):
     read_timeout: str = "30s"
     keep_alive_timeout: str = "75s"
     graceful_timeout: str = "10s"
+    shutdown_delay: str = "0s"
     map_size: str | int = "256MiB"
     max_map_size: str | int = "32GiB"
     fsync: bool = True
@@ -119,6 +120,7 @@ class ServerSettings:
     read_timeout: float
     keep_alive_timeout: float
     graceful_timeout: float
+    shutdown_delay: float
     map_size: int
     max_map_size: int
     fsync: bool
@@ -182,6 +184,7 @@ def _server(raw: RawServer) -> ServerSettings:
         read_timeout=duration_at("server.readTimeout", raw.read_timeout),
         keep_alive_timeout=duration_at("server.keepAliveTimeout", raw.keep_alive_timeout),
         graceful_timeout=duration_at("server.gracefulTimeout", raw.graceful_timeout),
+        shutdown_delay=duration_at("server.shutdownDelay", raw.shutdown_delay),
         map_size=size_at("server.mapSize", raw.map_size),
         max_map_size=size_at("server.maxMapSize", raw.max_map_size),
         fsync=raw.fsync,

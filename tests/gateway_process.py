@@ -56,6 +56,8 @@ class GatewayProcess:
         self.process.wait(10)
 
     def stop(self) -> None:
+        """SIGTERM and wait. Blocking: call it via asyncio.to_thread when this process pushes
+        to a subscriber served on the caller's event loop."""
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
