@@ -19,6 +19,7 @@ from starlette.responses import Response
 from gateway import api_models as shapes
 from gateway.declarative import ApplyResult
 from gateway.durations import format_duration
+from gateway.egress import EgressDenied, PolicyResolver, literal_address, url_host
 from gateway.openapi import Operation, Query
 from gateway.problems import Conflict, InvalidRequest, NotFound
 from gateway.settings import (
@@ -200,9 +201,12 @@ def subscription_json(subscription: Subscription, status: dict[str, int] | None)
 
 
 class SubscriptionsApi:
-    def __init__(self, store: LmdbStore, subscriptions: SubscriptionRegistry) -> None:
+    def __init__(
+        self, store: LmdbStore, subscriptions: SubscriptionRegistry, resolver: PolicyResolver
+    ) -> None:
         self._store = store
         self._subscriptions = subscriptions
+        self._resolver = resolver
 
     def operations(self) -> list[Operation]:
         one = "/v1/subscriptions/{name}"
@@ -278,9 +282,21 @@ class SubscriptionsApi:
             raise InvalidRequest(msgspec_path(error), field=msgspec_field(error)) from None
         except ConfigError as error:
             raise config_error(error) from None
+        await self._check_resolved(subscription)
         created = await self._subscriptions.put(subscription)
         body = subscription_json(subscription, self.status(subscription.name))
         return json_response(body, status=201 if created else 200)
+
+    async def _check_resolved(self, subscription: Subscription) -> None:
+        """Save-time DNS check (S1); the push path checks again where it connects (S2)."""
+        host = url_host(subscription.target.url)
+        if literal_address(host) is None:
+            try:
+                await self._resolver.check_host(host)
+            except EgressDenied as error:
+                raise InvalidRequest(
+                    f"subscription.destination.http.url: {error}", field="destination.http.url"
+                ) from None
 
     async def delete(self, request: Request) -> Response:
         subscription = self._existing(request.path_params["name"])

@@ -9,6 +9,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+from aiohttp.abc import AbstractResolver
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -54,6 +55,7 @@ class Gateway:
     readiness: health.Readiness = field(default_factory=health.Readiness)
     rng: random.Random = field(default_factory=random.Random)
     metrics: Metrics = field(default_factory=Metrics)
+    sink: HttpSink = field(default_factory=HttpSink)
     store: LmdbStore | None = None
     topics: TopicRegistry | None = None
     subscriptions: SubscriptionRegistry | None = None
@@ -75,8 +77,12 @@ def create_app(
     clock: Clock | None = None,
     open_store: StoreOpener = open_lmdb,
     rng: random.Random | None = None,
+    resolver: AbstractResolver | None = None,
 ) -> Starlette:
+    """The gateway as an ASGI app. `clock`, `rng` and `resolver` (DNS for pushes) are the
+    seams tests inject."""
     gateway = Gateway(settings=settings, clock=clock or SystemClock(), rng=rng or random.Random())
+    gateway.sink = HttpSink(egress_policy(settings), resolver)
     now = SteadyTime(gateway.clock)
     app = Starlette(
         exception_handlers={
@@ -106,7 +112,7 @@ async def _lifespan(
         topics, subscriptions = await _apply_config(gateway, store)
         store.on_commit = gateway.metrics.observe_commit
         engine = Engine(
-            store, subscriptions, HttpSink(), gateway.clock, now, gateway.rng, gateway.metrics
+            store, subscriptions, gateway.sink, gateway.clock, now, gateway.rng, gateway.metrics
         )
         gateway.engine = engine
         await engine.start()
@@ -123,7 +129,7 @@ async def _lifespan(
         served = [
             *receiver.operations(),
             *TopicsApi(store, topics, subscriptions).operations(),
-            *SubscriptionsApi(store, subscriptions).operations(),
+            *SubscriptionsApi(store, subscriptions, gateway.sink.resolver).operations(),
             *DeadLettersApi(store, topics, subscriptions, now, engine.wake).operations(),
             *ConfigApi(gateway.reload).operations(),
         ]

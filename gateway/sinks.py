@@ -12,7 +12,9 @@ import ssl
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
+from gateway.egress import EgressDenied, EgressDeniedError, EgressPolicy, PolicyResolver
 from gateway.pushes import PushRequest
 
 MAX_RESPONSE_BYTES = 64 * 1024
@@ -28,12 +30,21 @@ class PushResult:
 
 
 class HttpSink:
-    def __init__(self, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
+    def __init__(
+        self,
+        policy: EgressPolicy | None = None,
+        resolver: AbstractResolver | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        self.policy = policy or EgressPolicy()
+        self.resolver = PolicyResolver(self.policy, resolver)
         self._max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30)
+        connector = aiohttp.TCPConnector(
+            limit=0, limit_per_host=0, keepalive_timeout=30, resolver=self.resolver
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),
@@ -49,6 +60,10 @@ class HttpSink:
     async def push(self, url: str, request: PushRequest, deadline: float) -> PushResult:
         assert self._session is not None, "HttpSink.start() first"
         try:
+            self.policy.check_url(url)  # literal addresses never reach the resolver
+        except EgressDenied as error:
+            return _failed("egress-denied", str(error))
+        try:
             async with asyncio.timeout(deadline):
                 return await self._post(self._session, url, request)
         except TimeoutError:
@@ -56,6 +71,8 @@ class HttpSink:
         except (aiohttp.ClientSSLError, ssl.SSLError) as error:
             return _failed("tls", str(error))
         except aiohttp.ClientConnectorError as error:
+            if isinstance(error.os_error, EgressDeniedError):
+                return _failed("egress-denied", str(error.os_error))
             return _failed("connect", str(error))
         except (aiohttp.ClientError, ValueError) as error:
             return _failed("protocol", f"{error.__class__.__name__}: {error}")

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp.abc import AbstractResolver
 from hypercorn.asyncio import serve
 from starlette.applications import Starlette
 
@@ -73,9 +74,10 @@ async def run_gateway(
     clock: Clock | None = None,
     open_store: Callable[[Settings], LmdbStore] = open_lmdb,
     rng: random.Random | None = None,
+    resolver: AbstractResolver | None = None,
 ) -> AsyncIterator[RunningGateway]:
     """Serve a gateway on a free loopback port until the block ends."""
-    app = create_app(settings, clock=clock, open_store=open_store, rng=rng)
+    app = create_app(settings, clock=clock, open_store=open_store, rng=rng, resolver=resolver)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))

@@ -44,6 +44,7 @@ class Subscriber:
         self.in_flight = 0
         self.max_in_flight = 0
         self.url = ""
+        self.port = 0
 
     def for_event(self, event_id: str) -> list[Received]:
         return [request for request in self.received if request.event_id == event_id]
@@ -70,16 +71,19 @@ class Subscriber:
 
 
 @contextlib.asynccontextmanager
-async def run_subscriber(clock: Clock | None = None) -> AsyncIterator[Subscriber]:
+async def run_subscriber(
+    clock: Clock | None = None, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[Subscriber]:
     subscriber = Subscriber(clock)
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", subscriber._handle)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, host, port)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    subscriber.url = f"http://127.0.0.1:{port}"
+    subscriber.port = port
+    subscriber.url = f"http://{host}:{port}"
     try:
         yield subscriber
     finally:

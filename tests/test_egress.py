@@ -25,8 +25,11 @@ REFUSED_BY_DEFAULT = [
     pytest.param("http://127.0.0.1/", "127.0.0.1", id="loopback-v4"),
     pytest.param("http://127.9.9.9:8080/x", "127.9.9.9", id="loopback-v4-range"),
     pytest.param("http://[::1]/", "::1", id="loopback-v6"),
-    pytest.param("http://localhost/", "127.0.0.1", id="localhost"),
-    pytest.param("https://LOCALHOST:8443/", "127.0.0.1", id="localhost-upper"),
+    pytest.param("http://localhost/", "'localhost'", id="localhost"),
+    pytest.param("https://LOCALHOST:8443/", "'localhost'", id="localhost-upper"),
+    pytest.param("http://10.1.2.3/", "10.1.2.3", id="rfc1918-10"),
+    pytest.param("http://192.168.1.10/", "192.168.1.10", id="rfc1918-192-168"),
+    pytest.param("http://172.16.0.1/", "172.16.0.1", id="rfc1918-172-16"),
     pytest.param("http://user:pw@127.0.0.1/", "127.0.0.1", id="loopback-with-userinfo"),
     pytest.param("http://169.254.169.254/latest/meta-data", "169.254.169.254", id="metadata"),
     pytest.param("http://[fe80::1]/", "fe80::1", id="link-local-v6"),
@@ -42,9 +45,6 @@ REFUSED_BY_DEFAULT = [
 ALLOWED_BY_DEFAULT = [
     "https://example.com/hook",
     "http://example.com:8080/hook?x=1",
-    "http://10.1.2.3/",
-    "http://192.168.1.10/",
-    "http://172.16.0.1/",
     "http://8.8.8.8/",
     "http://[2001:db8::1]/",
 ]
@@ -97,11 +97,11 @@ def test_allowed_network_beats_a_denied_one() -> None:
 
 
 def test_extra_denied_networks_add_to_the_defaults() -> None:
-    policy = EgressPolicy.from_lists([], ["10.0.0.0/8", "2001:db8::/32"])
-    for url in ("http://10.1.2.3/", "http://[2001:db8::1]/", "http://127.0.0.1/"):
+    policy = EgressPolicy.from_lists([], ["8.8.8.0/24", "2001:db8::/32"])
+    for url in ("http://8.8.8.8/", "http://[2001:db8::1]/", "http://127.0.0.1/"):
         with pytest.raises(EgressDenied):
             policy.check_url(url)
-    policy.check_url("http://192.168.1.10/")
+    policy.check_url("http://8.8.4.4/")
     policy.check_url("https://example.com/")
 
 
@@ -201,11 +201,18 @@ def test_config_allowlist_admits_loopback() -> None:
     assert [s.name for s in validate_settings(settings)] == ["ok", "s1"]
 
 
-def test_config_extra_denied_network_refuses_private_destination() -> None:
-    settings = parse_config(config_with("http://10.1.2.3/", deniedNetworks=["10.0.0.0/8"]))
+def test_config_extra_denied_network_refuses_a_public_destination() -> None:
+    settings = parse_config(config_with("http://8.8.8.8/", deniedNetworks=["8.8.8.0/24"]))
     with pytest.raises(ConfigError, match=r"^subscriptions\[1\]\.destination\.http\.url: "):
         validate_settings(settings)
-    validate_settings(parse_config(config_with("http://10.1.2.3/")))
+    validate_settings(parse_config(config_with("http://8.8.8.8/")))
+
+
+def test_private_ranges_need_an_explicit_allowance() -> None:
+    """In-cluster services are private: the operator lists their CIDRs (documented)."""
+    with pytest.raises(ConfigError):
+        validate_settings(parse_config(config_with("http://10.1.2.3/")))
+    validate_settings(parse_config(config_with("http://10.1.2.3/", allowedNetworks=["10.0.0.0/8"])))
 
 
 @pytest.mark.parametrize(
