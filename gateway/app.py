@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from aiohttp.abc import AbstractResolver
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import health, openapi
 from gateway.admin import ConfigApi, DeadLettersApi, SubscriptionsApi, TopicsApi
+from gateway.auth import AuthMiddleware, load_tokens
 from gateway.clock import Clock, SteadyTime, SystemClock
 from gateway.declarative import ApplyResult, apply_config, reload_config
 from gateway.engine import Engine
@@ -85,6 +87,13 @@ def create_app(
     gateway.sink = HttpSink(egress_policy(settings), resolver)
     now = SteadyTime(gateway.clock)
     app = Starlette(
+        middleware=[
+            Middleware(
+                AuthMiddleware,
+                tokens=load_tokens(settings.auth),
+                admin_port=settings.server.admin_port,
+            )
+        ],
         exception_handlers={
             GatewayError: _gateway_error,
             HTTPException: _http_error,

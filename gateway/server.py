@@ -25,6 +25,8 @@ log = logging.getLogger("gateway.config")
 def hypercorn_config(server: ServerSettings, bind: str | None = None) -> Config:
     config = Config()
     config.bind = [bind or f"{server.host}:{server.port}"]
+    if server.admin_port is not None and bind is None:
+        config.bind.append(f"{server.host}:{server.admin_port}")
     config.read_timeout = max(1, int(server.read_timeout))
     config.keep_alive_timeout = server.keep_alive_timeout
     config.graceful_timeout = server.graceful_timeout

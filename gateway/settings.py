@@ -43,6 +43,7 @@ class RawServer(_Raw, frozen=True):
     max_map_size: str | int = "32GiB"
     fsync: bool = True
     engine: str = "hypercorn"
+    admin_port: int | None = None
 
 
 class RawEgress(_Raw, frozen=True):
@@ -125,6 +126,7 @@ class ServerSettings:
     max_map_size: int
     fsync: bool
     engine: str
+    admin_port: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +191,7 @@ def _server(raw: RawServer) -> ServerSettings:
         max_map_size=size_at("server.maxMapSize", raw.max_map_size),
         fsync=raw.fsync,
         engine=raw.engine,
+        admin_port=raw.admin_port,
     )
 
 
