@@ -194,10 +194,19 @@ class TopicsApi:
 
 
 def subscription_json(subscription: Subscription, status: dict[str, int] | None) -> Any:
-    document: dict[str, Any] = msgspec.to_builtins(subscription.spec)
+    document: dict[str, Any] = _without_nulls(msgspec.to_builtins(subscription.spec))
     if status is not None:
         document["status"] = status
     return document
+
+
+def _without_nulls(value: Any) -> Any:
+    """Unset optional fields are left out of what users read back."""
+    if isinstance(value, dict):
+        return {key: _without_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 class SubscriptionsApi:

@@ -34,11 +34,11 @@ from gateway.outcomes import (
     classify_status,
     decide,
 )
-from gateway.pushes import build_push
+from gateway.pushes import build_push, with_credentials
 from gateway.sinks import HttpSink, PushResult
 from gateway.store.deliveries import DueDelivery, Settlement
 from gateway.store.lmdb import LmdbStore
-from gateway.subscriptions import Subscription, SubscriptionRegistry
+from gateway.subscriptions import HttpTarget, Subscription, SubscriptionRegistry
 
 log = logging.getLogger("gateway.engine")
 ERROR_COOLDOWN = 1.0
@@ -201,7 +201,12 @@ class Lane:
             return self._settlement(
                 delivery, DeadLetter("expired"), delivery.state.attempts, _last_failure(delivery)
             )
-        request = build_push(delivery.payload, subscription.target.content_mode)
+        request = with_credentials(
+            build_push(delivery.payload, subscription.target.content_mode),
+            subscription.name,
+            subscription.target,
+            int(self.engine.clock.now()),
+        )
         started = self.engine.clock.monotonic()
         result = await self.engine.sink.push(
             subscription.target.url, request, subscription.ack_deadline
@@ -235,7 +240,7 @@ class Lane:
             delay=delay,
             expires_at=delivery.state.expires,
         )
-        failure = None if verdict is Verdict.ACK else _failure(result)
+        failure = None if verdict is Verdict.ACK else _failure(result, subscription.target)
         return self._settlement(delivery, decision, attempts, failure)
 
     def _settlement(
@@ -264,10 +269,11 @@ def _verdict(result: PushResult, permanent_codes: frozenset[int] | None) -> Verd
     return classify_error(result.error or "protocol")
 
 
-def _failure(result: PushResult) -> Failure:
+def _failure(result: PushResult, target: HttpTarget) -> Failure:
     if result.status is not None:
-        return Failure(str(result.status), f"HTTP {result.status}", result.body)
-    return Failure(result.error, result.detail, None)
+        return Failure(str(result.status), f"HTTP {result.status}", target.redact(result.body))
+    detail = None if result.detail is None else target.redact(result.detail.encode()).decode()
+    return Failure(result.error, detail, None)
 
 
 def _last_failure(delivery: DueDelivery) -> Failure:

@@ -61,9 +61,16 @@ class RawTopic(_Raw, frozen=True):
     retention: str = "24h"
 
 
+class RawBasicAuth(_Raw, frozen=True):
+    username: str
+    password_file: str
+
+
 class RawHttpDestination(_Raw, frozen=True):
     url: str
     content_mode: str = "binary"
+    bearer_token_file: str | None = None
+    basic_auth: RawBasicAuth | None = None
 
 
 class RawSqsDestination(_Raw, frozen=True):

@@ -7,9 +7,10 @@ with durations in seconds and a compiled filter, or raises ConfigError naming th
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -21,11 +22,13 @@ from gateway.settings import (
     DEFAULT_TOPIC,
     TOPIC_NAME,
     ConfigError,
+    RawHttpDestination,
     RawRetryPolicy,
     RawSubscription,
     Settings,
     duration_at,
 )
+from gateway.signing import basic_authorization, load_signing_secrets, read_credential
 from gateway.store.lmdb import LmdbStore
 
 log = logging.getLogger("gateway.subscriptions")
@@ -37,6 +40,26 @@ CONTENT_MODES = ("binary", "structured")
 class HttpTarget:
     url: str
     content_mode: str
+    # Secrets, read from files when the subscription is built; never in `spec` or responses.
+    authorization: str | None = field(default=None, repr=False)
+    signing_secrets: tuple[bytes, ...] = field(default=(), repr=False)
+
+    def redact(self, data: bytes) -> bytes:
+        """`data` (a subscriber's answer) without this target's credentials in it, in case
+        the subscriber echoes them: what is stored in dead letters must not carry secrets."""
+        for secret in self._secret_forms():
+            data = data.replace(secret, b"[redacted]")
+        return data
+
+    def _secret_forms(self) -> list[bytes]:
+        forms: list[bytes] = []
+        if self.authorization:
+            credential = self.authorization.split(" ", 1)[-1].encode()
+            forms.append(credential)
+            if self.authorization.startswith("Basic "):
+                forms.append(base64.b64decode(credential).split(b":", 1)[-1])
+        forms.extend(base64.b64encode(secret) for secret in self.signing_secrets)
+        return sorted((form for form in forms if len(form) >= 4), key=len, reverse=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +143,32 @@ def _target(raw: RawSubscription, path: str, egress: EgressPolicy) -> HttpTarget
         raise ConfigError(f"{path}.http.contentMode: {mode!r} is not binary or structured")
     try:
         egress.check_url(destination.http.url)
-    except EgressDenied as error:
+    except EgressDenied as error:  # also a malformed URL
         raise ConfigError(f"{path}.http.url: {error}") from None
-    return HttpTarget(destination.http.url, mode)
+    return HttpTarget(
+        destination.http.url,
+        mode,
+        authorization=_authorization(destination.http, f"{path}.http"),
+        signing_secrets=_signing(raw, path.rsplit(".", 1)[0]),
+    )
+
+
+def _authorization(http: RawHttpDestination, path: str) -> str | None:
+    if http.bearer_token_file and http.basic_auth:
+        raise ConfigError(f"{path}: set bearerTokenFile or basicAuth, not both")
+    if http.bearer_token_file:
+        token = read_credential(http.bearer_token_file, f"{path}.bearerTokenFile")
+        return f"Bearer {token}"
+    if http.basic_auth:
+        password = read_credential(http.basic_auth.password_file, f"{path}.basicAuth.passwordFile")
+        return basic_authorization(http.basic_auth.username, password)
+    return None
+
+
+def _signing(raw: RawSubscription, path: str) -> tuple[bytes, ...]:
+    if raw.signing is None:
+        return ()
+    return load_signing_secrets(raw.signing.secret_file, f"{path}.signing.secretFile")
 
 
 def _ack_deadline(text: str, path: str) -> float:
