@@ -22,6 +22,7 @@ from gateway.auth import AuthMiddleware, load_tokens
 from gateway.clock import Clock, SteadyTime, SystemClock
 from gateway.declarative import ApplyResult, apply_config, reload_config
 from gateway.engine import Engine
+from gateway.events import Limits
 from gateway.health import SHUTTING_DOWN
 from gateway.metrics import Metrics, Sources
 from gateway.observability import measure_loop_lag, metrics_operation
@@ -115,6 +116,7 @@ def create_app(
 async def _lifespan(
     gateway: Gateway, open_store: StoreOpener, now: SteadyTime, app: Starlette
 ) -> AsyncIterator[None]:
+    server = gateway.settings.server
     store = await asyncio.to_thread(open_store, gateway.settings)
     gateway.store = store
     try:
@@ -133,6 +135,7 @@ async def _lifespan(
             now,
             gateway.settings.server.max_body_size,
             gateway.metrics,
+            Limits(server.max_event_size, server.max_extensions),
             on_published=lambda topic, result: engine.wake(result.subscriptions),
         )
         served = [

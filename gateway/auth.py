@@ -1,4 +1,4 @@
-"""Inbound authentication (DESIGN "Safety", RELIABILITY S5).
+"""Inbound checks before any handler runs: request-head size (S7) and authentication (S5).
 
 Publishers and admins present separate bearer tokens, read from files (a Kubernetes Secret
 mount) and compared in constant time. An admin token may also publish; a publisher token gets
@@ -22,9 +22,17 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.problems import Forbidden, GatewayError, NotFound, Unauthorized, problem_response
+from gateway.problems import (
+    Forbidden,
+    GatewayError,
+    HeadersTooLarge,
+    NotFound,
+    Unauthorized,
+    problem_response,
+)
 from gateway.settings import ConfigError, RawAuth
 
+MAX_HEADER_BYTES = 16 * 1024  # as Hypercorn's h11_max_incomplete_size
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 PUBLISH_PATH = re.compile(r"^/(topics/[^/]+/events|v1/event)?$")
 
@@ -99,10 +107,17 @@ def _matches(presented: bytes | None, expected: bytes | None) -> bool:
 
 
 class AuthMiddleware:
-    def __init__(self, app: ASGIApp, tokens: Tokens, admin_port: int | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: Tokens,
+        admin_port: int | None = None,
+        max_header_bytes: int = MAX_HEADER_BYTES,
+    ) -> None:
         self.app = app
         self.tokens = tokens
         self.admin_port = admin_port
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -110,6 +125,7 @@ class AuthMiddleware:
             return
         kind = route_kind(scope["method"], scope["path"])
         try:
+            self._check_header_size(scope)
             self._check_port(kind, scope)
             authorization = _header(scope, b"authorization")
             authorize(kind, authorization, self.tokens)
@@ -120,6 +136,13 @@ class AuthMiddleware:
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+    def _check_header_size(self, scope: Scope) -> None:
+        """Hypercorn (h11) limits a request head to 16 KiB only while it arrives in pieces;
+        one that arrives whole in a single read is checked here, before any handler."""
+        size = sum(len(key) + len(value) + 4 for key, value in scope.get("headers", ()))
+        if size > self.max_header_bytes:
+            raise HeadersTooLarge(f"request headers are {size} bytes, over {self.max_header_bytes}")
 
     def _check_port(self, kind: str, scope: Scope) -> None:
         if self.admin_port is None or kind == "open":

@@ -25,13 +25,26 @@ from cloudevents.core.bindings import http
 from cloudevents.core.exceptions import BaseCloudEventException, CloudEventValidationError
 from cloudevents.core.formats.json import JSONFormat
 
-from gateway.problems import InvalidEvent, UnsupportedMediaType
+from gateway.problems import InvalidEvent, PayloadTooLarge, UnsupportedMediaType
 
 STRUCTURED: Final = "application/cloudevents+json"
 BATCH: Final = "application/cloudevents-batch+json"
 REQUIRED: Final = ("specversion", "id", "source", "type")
 SPEC_VERSIONS: Final = ("1.0", "0.3")
 EXTENSION_NAME = re.compile(r"^[a-z0-9]{1,20}$")
+CONTEXT_ATTRIBUTES = frozenset(
+    {
+        *REQUIRED,
+        "datacontenttype",
+        "dataschema",
+        "subject",
+        "time",
+        "data",
+        "data_base64",
+        "datacontentencoding",
+        "schemaurl",
+    }  # the last two are spec 0.3's
+)
 _JSON = JSONFormat()
 
 
@@ -49,40 +62,73 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def parse_request(headers: Mapping[str, str], body: bytes) -> list[IncomingEvent]:
-    """Every event in one ingress request; raises InvalidEvent or UnsupportedMediaType."""
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-event limits (the whole request is limited by server.maxBodySize as it streams)."""
+
+    max_event_size: int = 256 * 1024
+    max_extensions: int = 32
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def parse_request(
+    headers: Mapping[str, str], body: bytes, limits: Limits = DEFAULT_LIMITS
+) -> list[IncomingEvent]:
+    """Every event in one ingress request; raises InvalidEvent, PayloadTooLarge or
+    UnsupportedMediaType."""
+    events = _parse(headers, body, limits)
+    batch = len(events) != 1 or media_type(headers.get("content-type")) == BATCH
+    for index, event in enumerate(events):
+        if len(event.payload) > limits.max_event_size:
+            raise PayloadTooLarge(
+                f"event {event.id!r} is {len(event.payload)} bytes stored, over "
+                f"server.maxEventSize ({limits.max_event_size} bytes)",
+                index=index if batch else None,
+            )
+    return events
+
+
+def _parse(headers: Mapping[str, str], body: bytes, limits: Limits) -> list[IncomingEvent]:
     kind = media_type(headers.get("content-type"))
     if kind == BATCH:
-        return parse_batch(body)
+        return parse_batch(body, limits)
     if kind == STRUCTURED:
-        return [parse_structured(_json_object(body, index=None), index=None)]
+        return [parse_structured(_json_object(body, index=None), index=None, limits=limits)]
     if "ce-specversion" in headers or any(name.startswith("ce-") for name in headers):
-        return [parse_binary(headers, body)]
+        return [parse_binary(headers, body, limits)]
     raise UnsupportedMediaType(
         f"content type {kind or '(none)'!r} carries no CloudEvent; send binary mode (ce-* headers),"
         f" {STRUCTURED} or {BATCH}",
     )
 
 
-def parse_binary(headers: Mapping[str, str], body: bytes) -> IncomingEvent:
+def parse_binary(
+    headers: Mapping[str, str], body: bytes, limits: Limits = DEFAULT_LIMITS
+) -> IncomingEvent:
     attributes = {name[3:]: value for name, value in headers.items() if name.startswith("ce-")}
     _check_required(attributes, index=None, prefix="ce-")
     _check_extension_names(attributes, index=None, prefix="ce-")
+    _check_extension_count(attributes, limits, index=None, prefix="ce-")
     message = http.HTTPMessage(headers=dict(headers), body=body)
     event = _sdk(lambda: http.from_binary(message, _JSON), index=None, prefix="ce-")
     return _incoming(event, original_time=_header_time(attributes.get("time")))
 
 
-def parse_structured(document: dict[str, Any], index: int | None) -> IncomingEvent:
+def parse_structured(
+    document: dict[str, Any], index: int | None, limits: Limits = DEFAULT_LIMITS
+) -> IncomingEvent:
     _check_required(document, index=index, prefix="")
     _check_extension_names(document, index=index, prefix="")
+    _check_extension_count(document, limits, index=index, prefix="")
     _check_value_types(document, index)
     encoded = orjson.dumps(document)
     event = _sdk(lambda: _JSON.read(None, encoded), index=index, prefix="")
     return _incoming(event, original_time=document.get("time"))
 
 
-def parse_batch(body: bytes) -> list[IncomingEvent]:
+def parse_batch(body: bytes, limits: Limits = DEFAULT_LIMITS) -> list[IncomingEvent]:
     documents = _json(body)
     if not isinstance(documents, list):
         raise InvalidEvent("a batch must be a JSON array of CloudEvents", field=None)
@@ -90,7 +136,7 @@ def parse_batch(body: bytes) -> list[IncomingEvent]:
     for index, document in enumerate(documents):
         if not isinstance(document, dict):
             raise InvalidEvent("a batch element must be a JSON object", field=None, index=index)
-        events.append(parse_structured(document, index))
+        events.append(parse_structured(document, index, limits))
     return events
 
 
@@ -172,6 +218,20 @@ def _check_extension_names(attributes: Mapping[str, Any], index: int | None, pre
         raise InvalidEvent(
             f"attribute name '{prefix}{name}' is invalid; CloudEvents attribute names are 1-20"
             " lowercase letters or digits",
+            field=name,
+            index=index,
+        )
+
+
+def _check_extension_count(
+    attributes: Mapping[str, Any], limits: Limits, index: int | None, prefix: str
+) -> None:
+    extensions = [name for name in attributes if name not in CONTEXT_ATTRIBUTES]
+    if len(extensions) > limits.max_extensions:
+        name = extensions[limits.max_extensions]
+        raise InvalidEvent(
+            f"more than {limits.max_extensions} extension attributes (server.maxExtensions);"
+            f" '{prefix}{name}' is one too many",
             field=name,
             index=index,
         )

@@ -10,6 +10,7 @@
     ├── Conflict                         409 conflict
     ├── PayloadTooLarge                  413 payload-too-large
     ├── UnsupportedMediaType             415 unsupported-media-type
+    ├── HeadersTooLarge                  431 headers-too-large
     ├── NotReady                         503 not-ready
     ├── StoreFailure                     503 store-failure        (commit failed; retry is safe)
     └── StoreFull                        507 store-full
@@ -95,6 +96,10 @@ class PayloadTooLarge(GatewayError):
 
 class UnsupportedMediaType(GatewayError):
     status, slug, title = 415, "unsupported-media-type", "Unsupported content type"
+
+
+class HeadersTooLarge(GatewayError):
+    status, slug, title = 431, "headers-too-large", "Request headers too large"
 
 
 class NotReady(GatewayError):

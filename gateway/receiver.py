@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from gateway.api_models import Accepted
 from gateway.bodies import read_body
-from gateway.events import BATCH, REQUIRED, STRUCTURED, parse_request
+from gateway.events import BATCH, DEFAULT_LIMITS, REQUIRED, STRUCTURED, Limits, parse_request
 from gateway.health import Readiness
 from gateway.metrics import Metrics
 from gateway.openapi import Operation
@@ -40,6 +40,7 @@ class Receiver:
         now: Callable[[], float],
         max_body_size: int,
         metrics: Metrics,
+        limits: Limits = DEFAULT_LIMITS,
         on_published: Callable[[str, PublishResult], None] = lambda topic, result: None,
     ) -> None:
         self._store = store
@@ -47,6 +48,7 @@ class Receiver:
         self._readiness = readiness
         self._now = now
         self._max_body_size = max_body_size
+        self._limits = limits
         self._metrics = metrics
         self.on_published = on_published
 
@@ -93,7 +95,7 @@ class Receiver:
         self._store.announce()
         try:
             body = await read_body(request, self._max_body_size)
-            events = parse_request(request.headers, body)
+            events = parse_request(request.headers, body, self._limits)
         except BaseException:
             self._store.withdraw()
             raise

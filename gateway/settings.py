@@ -35,8 +35,10 @@ class RawServer(_Raw, frozen=True):
     port: int = 8080
     data_dir: str = "./data"
     max_body_size: str | int = "1MiB"
+    max_event_size: str | int = "256KiB"
+    max_extensions: int = 32
     read_timeout: str = "30s"
-    keep_alive_timeout: str = "75s"
+    keep_alive_timeout: str = "10s"  # also the deadline for a new connection's request head
     graceful_timeout: str = "10s"
     shutdown_delay: str = "0s"
     map_size: str | int = "256MiB"
@@ -125,6 +127,8 @@ class ServerSettings:
     port: int
     data_dir: Path
     max_body_size: int
+    max_event_size: int
+    max_extensions: int
     read_timeout: float
     keep_alive_timeout: float
     graceful_timeout: float
@@ -190,6 +194,8 @@ def _server(raw: RawServer) -> ServerSettings:
         port=raw.port,
         data_dir=Path(raw.data_dir),
         max_body_size=size_at("server.maxBodySize", raw.max_body_size),
+        max_event_size=size_at("server.maxEventSize", raw.max_event_size),
+        max_extensions=raw.max_extensions,
         read_timeout=duration_at("server.readTimeout", raw.read_timeout),
         keep_alive_timeout=duration_at("server.keepAliveTimeout", raw.keep_alive_timeout),
         graceful_timeout=duration_at("server.gracefulTimeout", raw.graceful_timeout),

@@ -86,7 +86,7 @@ def attribute(settings: Settings, dotted: str) -> Any:
         pytest.param("server.data_dir", Path("./data"), id="data-dir"),
         pytest.param("server.max_body_size", 1024 * 1024, id="max-body-size-1MiB"),
         pytest.param("server.read_timeout", 30.0, id="read-timeout-30s"),
-        pytest.param("server.keep_alive_timeout", 75.0, id="keep-alive-75s"),
+        pytest.param("server.keep_alive_timeout", 10.0, id="keep-alive-10s"),
         pytest.param("server.graceful_timeout", 10.0, id="graceful-10s"),
         pytest.param("server.map_size", 256 * 1024**2, id="map-size-256MiB"),
         pytest.param("server.max_map_size", 32 * 1024**3, id="max-map-size-32GiB"),
