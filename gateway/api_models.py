@@ -95,3 +95,9 @@ class ReloadResult(_Shape, frozen=True):
     topics: int
     subscriptions: int
     pruned: int
+
+
+class SubscriptionBody(RawSubscription, kw_only=True, frozen=True):
+    """What PUT /v1/subscriptions/{name} takes: the spec, its name taken from the path."""
+
+    name: str | None = None  # type: ignore[assignment]

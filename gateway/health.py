@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from gateway.api_models import Health
 from gateway.openapi import Operation
+from gateway.problems import NotReady, problem_response
 
 SHUTTING_DOWN = "shutting down"
 
@@ -47,10 +48,11 @@ def operations(readiness: Readiness) -> list[Operation]:
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    async def readyz(request: Request) -> JSONResponse:
+    async def readyz(request: Request) -> Response:
         reasons = readiness.reasons()
         if reasons:
-            return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
+            detail = "not ready: " + ", ".join(reasons)
+            return problem_response(NotReady(detail, reasons=reasons), instance="/readyz")
         return JSONResponse({"status": "ready"})
 
     return [
@@ -68,8 +70,8 @@ def operations(readiness: Readiness) -> list[Operation]:
             "/readyz",
             readyz,
             "Readiness: store open and engine loaded",
-            responses={200: Health, 503: Health},
-            problems=(),
+            responses={200: Health},
+            problems=(503,),
             tag="probes",
         ),
     ]

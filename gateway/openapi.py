@@ -44,6 +44,7 @@ class Operation:
     problems: tuple[int, ...] = (400,)
     query: tuple[Query, ...] = ()
     tag: str = "admin"
+    request_required: bool = True
 
 
 def routes(operations: Iterable[Operation]) -> list[Route]:
@@ -96,7 +97,7 @@ def _operation(op: Operation, refs: Mapping[Any, Any]) -> dict[str, Any]:
             if isinstance(op.request, dict)
             else {"application/json": {"schema": refs[op.request]}}
         )
-        spec["requestBody"] = {"required": True, "content": content}
+        spec["requestBody"] = {"required": op.request_required, "content": content}
     return spec
 
 

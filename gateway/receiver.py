@@ -27,7 +27,7 @@ from gateway.topics import TopicRegistry
 CLOUDEVENT_BODIES = {
     STRUCTURED: {"schema": {"type": "object", "required": list(REQUIRED)}},
     BATCH: {"schema": {"type": "array", "items": {"type": "object"}}},
-    "*/*": {"schema": {}, "description": "binary mode: attributes in ce-* headers"},
+    "*/*": {"schema": {}},  # binary mode: attributes in ce-* headers, data as the body
 }
 
 

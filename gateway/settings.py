@@ -19,7 +19,7 @@ import yaml
 from gateway.durations import DurationError, parse_duration, parse_size
 
 DEFAULT_TOPIC = "default"
-TOPIC_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+TOPIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # use fullmatch: `$` allows "\n"
 
 
 class ConfigError(ValueError):
@@ -176,7 +176,7 @@ def size_at(path: str, text: str | int) -> int:
 
 
 def check_topic_name(path: str, name: str) -> str:
-    if not TOPIC_NAME.match(name):
+    if not TOPIC_NAME.fullmatch(name):
         raise ConfigError(
             f"{path}: {name!r} is not a topic name; use 1-100 letters, digits, '.', '_' or '-',"
             " starting with a letter or digit"

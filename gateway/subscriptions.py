@@ -99,7 +99,7 @@ def build_subscription(
 
 
 def _check_name(path: str, name: str) -> None:
-    if not TOPIC_NAME.match(name):
+    if not TOPIC_NAME.fullmatch(name):
         raise ConfigError(
             f"{path}: {name!r} is not a subscription name; use 1-100 letters, digits, '.', '_'"
             " or '-', starting with a letter or digit"

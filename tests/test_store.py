@@ -267,5 +267,5 @@ async def test_full_store_answers_507_and_is_not_ready(tmp_path: Path) -> None:
                 break
         assert statuses[-1] == 507
         ready: Any = (await gw.client.get("/readyz")).json()
-        assert ready["status"] == "not ready" and "store full" in ready["reasons"]
+        assert ready["status"] == 503 and "store full" in ready["reasons"]
         assert len(event_ids(gw.store)) == statuses.count(202)
