@@ -294,3 +294,35 @@ async def test_slow_loris_connections_are_closed_and_publishers_still_served(
     )
     assert len(closed_at) == 200
     assert max(closed_at.values()) < 5
+
+
+async def test_http2_clients_are_limited_to_100_concurrent_streams(tmp_path: Path) -> None:
+    """S7: the server announces SETTINGS_MAX_CONCURRENT_STREAMS = 100 (Hypercorn's
+    h2_max_concurrent_streams), which an HTTP/2 client must respect; checked with the h2
+    library over a prior-knowledge h2c connection. Opening streams past it is not tested."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.settings
+
+    async with run_gateway(make_settings(tmp_path)) as gw:
+        port = int(gw.url.rsplit(":", 1)[1])
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        connection.initiate_connection()
+        writer.write(connection.data_to_send())
+        await writer.drain()
+        announced = None
+        for _ in range(20):  # bounded: a few frames arrive before SETTINGS is seen
+            data = await asyncio.wait_for(reader.read(65536), 5)
+            for event in connection.receive_data(data):
+                if isinstance(event, h2.events.RemoteSettingsChanged):
+                    setting = event.changed_settings.get(
+                        h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS
+                    )
+                    announced = setting.new_value if setting else announced
+            if announced is not None:
+                break
+        writer.close()
+        await writer.wait_closed()
+    assert announced == 100
