@@ -1,17 +1,28 @@
-"""Serving the app: Hypercorn by default, with the limits Hypercorn leaves off.
+"""Serving the app: Hypercorn by default, uvicorn as the high-throughput option.
 
-Hypercorn has no read timeout by default (slow-loris) and no body limit (the receiver counts);
-we set `read_timeout`, keep-alive and graceful timeouts from settings. On SIGTERM/SIGINT the
-gateway turns not-ready first, then Hypercorn drains in-flight requests (RELIABILITY R17).
+The app is plain ASGI, so both serve it identically: body limits, problem bodies, auth and the
+request-head check live in the app; what a server owns is set from the same settings.
+
+- Hypercorn (default): `read_timeout` (its default is none), keep-alive (which is also its
+  deadline for a new connection's request head: slow-loris), graceful timeout, h2 stream cap.
+- uvicorn (`server.engine: uvicorn`, httptools): keep-alive and graceful timeouts, the same
+  16 KiB incomplete-head limit. It has no deadline for a request head on a new connection, so
+  behind untrusted clients keep Hypercorn or put a proxy that enforces one in front.
+
+Signals are ours on both: SIGTERM/SIGINT turn the gateway not ready at once, it keeps serving
+for `shutdownDelay` (so a load balancer notices), then the server drains (RELIABILITY R17).
+SIGHUP re-applies the configuration file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
+import uvicorn
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
@@ -20,6 +31,7 @@ from gateway.health import SHUTTING_DOWN
 from gateway.settings import ServerSettings
 
 log = logging.getLogger("gateway.config")
+MAX_INCOMPLETE_HEAD = 16 * 1024
 
 
 def hypercorn_config(server: ServerSettings, bind: str | None = None) -> Config:
@@ -30,21 +42,64 @@ def hypercorn_config(server: ServerSettings, bind: str | None = None) -> Config:
     config.read_timeout = max(1, int(server.read_timeout))
     config.keep_alive_timeout = server.keep_alive_timeout
     config.graceful_timeout = server.graceful_timeout
+    config.h11_max_incomplete_size = MAX_INCOMPLETE_HEAD
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # through our handlers (gateway.logs)
     return config
+
+
+def uvicorn_config(app: Starlette, server: ServerSettings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=server.host,
+        port=server.port,
+        http="httptools",
+        loop="asyncio",
+        lifespan="on",
+        timeout_keep_alive=max(1, int(server.keep_alive_timeout)),
+        timeout_graceful_shutdown=max(1, int(server.graceful_timeout)),
+        h11_max_incomplete_event_size=MAX_INCOMPLETE_HEAD,
+        access_log=False,
+        log_config=None,  # through our handlers (gateway.logs)
+        server_header=False,
+    )
 
 
 async def run_server(
     app: Starlette, server: ServerSettings, shutdown: Callable[[], Awaitable[None]] | None = None
 ) -> None:
     trigger = shutdown or _signals(app, server.shutdown_delay)
-    await serve(app, hypercorn_config(server), shutdown_trigger=trigger)  # type: ignore[arg-type]
+    if server.engine == "uvicorn":
+        await _run_uvicorn(app, server, trigger)
+    else:
+        await serve(app, hypercorn_config(server), shutdown_trigger=trigger)  # type: ignore[arg-type]
+
+
+class _QuietSignalsServer(uvicorn.Server):
+    """uvicorn without its own signal handlers: ours decide when and how it stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def _run_uvicorn(
+    app: Starlette, server: ServerSettings, trigger: Callable[[], Awaitable[None]]
+) -> None:
+    if server.admin_port is not None:
+        raise SystemExit("server.adminPort needs server.engine: hypercorn (one bind per server)")
+    instance = _QuietSignalsServer(uvicorn_config(app, server))
+    serving = asyncio.create_task(instance.serve())
+    stopping = asyncio.ensure_future(trigger())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    instance.should_exit = True
+    await serving
+    stopping.cancel()
 
 
 def _signals(app: Starlette, shutdown_delay: float) -> Callable[[], Awaitable[None]]:
     """SIGTERM/SIGINT: not ready at once, still serving for `shutdown_delay` (so a load
-    balancer sees it and stops sending), then Hypercorn's graceful stop. SIGHUP: reload."""
+    balancer sees it and stops sending), then the server's graceful stop. SIGHUP: reload."""
 
     async def wait_for_signal() -> None:
         stop = asyncio.Event()
