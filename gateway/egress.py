@@ -59,7 +59,7 @@ DEFAULT_DENIED = (
 DENIED_NAMES = frozenset(
     {"localhost", "localhost.localdomain", "ip6-localhost", "metadata.google.internal", "metadata"}
 )
-NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
 
 
 class EgressDenied(ValueError):
@@ -125,6 +125,11 @@ def url_host(url: str) -> str:
         raise EgressDenied(f"{url!r} is not a valid URL: {error}") from None
     if parts.scheme not in ("http", "https"):
         raise EgressDenied(f"{url!r} is not an http(s) URL")
+    if parts.username is not None or parts.password is not None:
+        # Credentials in a URL would be shown by every GET and copied into errors and logs.
+        raise EgressDenied(
+            "the URL carries credentials (user:password@); use basicAuth or bearerTokenFile"
+        )
     if not host:
         raise EgressDenied(f"{url!r} has no host")
     return host
@@ -153,7 +158,7 @@ def _with_embedded(address: Address) -> list[Address]:
             found.append(address.ipv4_mapped)
         if address.sixtofour is not None:
             found.append(address.sixtofour)
-        if address in NAT64:
+        if any(address in prefix for prefix in NAT64):  # the IPv4 address is the last 32 bits
             found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
         if address.teredo is not None:
             found.extend(address.teredo)

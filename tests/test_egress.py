@@ -30,7 +30,6 @@ REFUSED_BY_DEFAULT = [
     pytest.param("http://10.1.2.3/", "10.1.2.3", id="rfc1918-10"),
     pytest.param("http://192.168.1.10/", "192.168.1.10", id="rfc1918-192-168"),
     pytest.param("http://172.16.0.1/", "172.16.0.1", id="rfc1918-172-16"),
-    pytest.param("http://user:pw@127.0.0.1/", "127.0.0.1", id="loopback-with-userinfo"),
     pytest.param("http://169.254.169.254/latest/meta-data", "169.254.169.254", id="metadata"),
     pytest.param("http://[fe80::1]/", "fe80::1", id="link-local-v6"),
     pytest.param("http://0.0.0.0/", "0.0.0.0", id="unspecified-v4"),
@@ -41,6 +40,22 @@ REFUSED_BY_DEFAULT = [
     pytest.param("http:///hook", "has no host", id="no-host"),
     pytest.param("http://:8080/hook", "has no host", id="no-host-with-port"),
 ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://user:pw-secret@127.0.0.1/", id="loopback"),
+        pytest.param("https://svc:pw-secret@hooks.example.com/in", id="public"),
+        pytest.param("https://:pw-secret@hooks.example.com/in", id="password-only"),
+    ],
+)
+def test_credentials_in_the_url_are_refused_without_repeating_them(url: str) -> None:
+    with pytest.raises(EgressDenied) as caught:
+        EgressPolicy().check_url(url)
+    assert "carries credentials" in str(caught.value)
+    assert "pw-secret" not in str(caught.value)
+
 
 ALLOWED_BY_DEFAULT = [
     "https://example.com/hook",

@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import lmdb
@@ -48,7 +48,6 @@ class Operation(Generic[T]):
 class CommitStats:
     commits: int = 0
     operations: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
 
 
 _STOP = object()
@@ -184,8 +183,6 @@ class Committer:
         self._observe(len(pending), time.perf_counter() - started)
         self.stats.commits += 1
         self.stats.operations += len(pending)
-        self.stats.batch_sizes.append(len(pending))
-        del self.stats.batch_sizes[:-1000]
 
     def _fail(self, pending: list[Operation[Any]], error: BaseException) -> None:
         for operation in pending:

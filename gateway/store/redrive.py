@@ -61,10 +61,14 @@ def run_batch(
     handled = skipped = 0
     last = after
     scanned, complete = _scan(txn, db, topic, after)
-    for seq, payload in scanned:
+    for seq in scanned:
         if handled + skipped >= BATCH:
             return handled, skipped, last, False
         last = seq
+        value = txn.get(keys.event_key(topic, seq), db=db["events"])
+        if value is None:
+            continue
+        payload = keys.split_event_value(value)[2]
         document = orjson.loads(payload)
         if selection.matches(document):
             if act(seq, payload, document):
@@ -88,11 +92,13 @@ def redrive_action(
         retention = retention_of(subscription)
         if retention is None:
             return False
+        # Drop the dead letter's own deliveries (to the dead-letter topic's subscriptions) first:
+        # the redriven delivery may share its key when that subscription is on this topic.
+        txn.delete(keys.event_key(topic, seq), db=db["events"])
+        ledger.drop_event(txn, topic, seq, "redriven")
         ledger.enqueue(
             txn, subscription, topic, seq, now, now + retention, redriven_payload(payload)
         )
-        txn.delete(keys.event_key(topic, seq), db=db["events"])
-        ledger.drop_event(txn, topic, seq, "redriven")
         woken.add(subscription)
         return True
 
@@ -112,18 +118,19 @@ def purge_action(
 
 def _scan(
     txn: Transaction, db: Mapping[str, Any], topic: str, after: int
-) -> tuple[list[tuple[int, bytes]], bool]:
-    """Up to a window of the topic's events after seq `after` (materialised, because the
-    caller deletes as it goes), and whether the window reached the topic's end."""
+) -> tuple[list[int], bool]:
+    """The seqs of up to a window of the topic's events after seq `after` (keys only: the
+    caller deletes as it goes and reads each payload when it gets to it), and whether the
+    window reached the topic's end."""
     prefix = keys.topic_prefix(topic)
     cursor = txn.cursor(db=db["events"])
-    found: list[tuple[int, bytes]] = []
+    found: list[int] = []
     if not cursor.set_range(keys.event_key(topic, after + 1)):
         return found, True
-    for key, value in cursor:
+    for key in cursor.iternext(keys=True, values=False):
         if not key.startswith(prefix):
             return found, True
         if len(found) >= SCAN_WINDOW:
             return found, False
-        found.append((keys.seq_of(key), keys.split_event_value(value)[2]))
+        found.append(keys.seq_of(key))
     return found, True
