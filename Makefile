@@ -28,3 +28,11 @@ format: install
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+
+# Issue 9's harness (bench/run.py; figures in bench/RESULTS.md). wrk and nats-server from Debian.
+# One scenario: make bench BENCH_ARGS='--scenario push'; another engine: BENCH_ARGS='--engine uvicorn'.
+.PHONY: bench
+bench: install
+	@command -v wrk >/dev/null && command -v nats-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk nats-server >/dev/null; }
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/run.py $(BENCH_ARGS)
