@@ -35,6 +35,7 @@ from gateway.settings import (
 from gateway.store.lmdb import LmdbStore
 from gateway.store.redrive import Selection
 from gateway.subscriptions import Subscription, SubscriptionRegistry
+from gateway.targets import HttpTarget, mask_secrets
 from gateway.topics import TopicRegistry
 
 S = TypeVar("S")
@@ -195,7 +196,8 @@ class TopicsApi:
 
 
 def subscription_json(subscription: Subscription, status: dict[str, int] | None) -> Any:
-    document: dict[str, Any] = _without_nulls(msgspec.to_builtins(subscription.spec))
+    """A subscription as users read it back: its spec, inline secrets masked."""
+    document: dict[str, Any] = mask_secrets(_without_nulls(msgspec.to_builtins(subscription.spec)))
     if status is not None:
         document["status"] = status
     return document
@@ -298,15 +300,10 @@ class SubscriptionsApi:
         return json_response(body, status=201 if created else 200)
 
     async def _check_resolved(self, subscription: Subscription) -> None:
-        """Save-time DNS check (S1); the push path checks again where it connects (S2)."""
-        host = url_host(subscription.target.url)
-        if literal_address(host) is None:
-            try:
-                await self._resolver.check_host(host)
-            except EgressDenied as error:
-                raise InvalidRequest(
-                    f"subscription.destination.http.url: {error}", field="destination.http.url"
-                ) from None
+        field = "destination.http.url"
+        if not isinstance(subscription.target, HttpTarget):
+            field = "destination.sqs.endpointUrl"
+        await check_resolved(self._resolver, subscription, "subscription", field)
 
     async def delete(self, request: Request) -> Response:
         subscription = self._existing(request.path_params["name"])
@@ -319,6 +316,22 @@ class SubscriptionsApi:
             )
         await self._subscriptions.delete(subscription.name)
         return Response(status_code=204)
+
+
+async def check_resolved(
+    resolver: PolicyResolver, subscription: Subscription, path: str, field: str
+) -> None:
+    """Save-time DNS check of the destination's host (S1), a 400 naming `field`; the push
+    path checks again where it connects (S2)."""
+    url = subscription.target.egress_url
+    if url is None:
+        return
+    host = url_host(url)
+    if literal_address(host) is None:
+        try:
+            await resolver.check_host(host)
+        except EgressDenied as error:
+            raise InvalidRequest(f"{path}.{field}: {error}", field=field) from None
 
 
 class DeadLettersApi:

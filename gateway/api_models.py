@@ -3,7 +3,7 @@ and `/openapi.json` is generated from the same types, so document and behaviour 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -101,3 +101,68 @@ class SubscriptionBody(RawSubscription, kw_only=True, frozen=True):
     """What PUT /v1/subscriptions/{name} takes: the spec, its name taken from the path."""
 
     name: str | None = None  # type: ignore[assignment]
+
+
+# -- Pretry (POST /v1/config, POST /v1/event): Pretry's own bodies, camelCase ----------------
+
+PRETRY_IDENTIFIER = "^[A-Za-z0-9][A-Za-z0-9_-]{0,79}$"
+MAX_PRETRY_RETRIES = 100
+MAX_PRETRY_HOURS = 8760.0  # a year between two attempts at most
+MAX_PRETRY_INTEGRATIONS = 20
+
+
+class PretryHttpConfig(_Shape, frozen=True):
+    url: str
+    username: str | None = None
+    password: str | None = None  # a secret: masked in every answer
+
+
+class PretrySqsConfig(_Shape, frozen=True):
+    url: str  # the queue URL
+    region: str | None = None
+    access_key: str | None = None  # secrets: masked in every answer
+    secret_key: str | None = None
+
+
+class PretryHttp(_Shape, frozen=True, tag_field="type", tag="HTTP"):
+    """A JSON POST of the event body, with basic auth when username and password are given."""
+
+    config: PretryHttpConfig
+
+
+class PretrySqs(_Shape, frozen=True, tag_field="type", tag="SQS"):
+    """A message whose body is the event body's JSON."""
+
+    config: PretrySqsConfig
+
+
+class PretryConfig(_Shape, frozen=True):
+    """`retryHours` has `maxRetry` delays: hours from receipt to the first attempt, then
+    between attempts."""
+
+    identifier: Annotated[str, msgspec.Meta(pattern=PRETRY_IDENTIFIER)]
+    max_retry: Annotated[int, msgspec.Meta(ge=1, le=MAX_PRETRY_RETRIES)]
+    retry_hours: list[Annotated[float, msgspec.Meta(ge=0, le=MAX_PRETRY_HOURS)]]
+    integrations: Annotated[
+        list[PretryHttp | PretrySqs],
+        msgspec.Meta(min_length=1, max_length=MAX_PRETRY_INTEGRATIONS),
+    ]
+
+
+class PretryConfigView(PretryConfig, frozen=True):
+    """A Pretry config as stored (secrets masked), and the gateway resources it maps to."""
+
+    topic: str
+    dead_letter_topic: str
+    subscriptions: list[str]
+
+
+class PretryEvent(_Shape, frozen=True):
+    identifier: str
+    event_body: Any  # any JSON value, delivered as it is
+
+
+class PretryAccepted(_Shape, frozen=True):
+    accepted: int
+    duplicates: int
+    id: str  # the CloudEvent id the event is stored under

@@ -26,11 +26,12 @@ from gateway.events import Limits
 from gateway.health import SHUTTING_DOWN
 from gateway.metrics import Metrics, Sources
 from gateway.observability import measure_loop_lag, metrics_operation
+from gateway.pretry import PretryApi
 from gateway.problems import GatewayError, MethodNotAllowed, NotFound, problem_response
 from gateway.receiver import Receiver
 from gateway.retention import run_retention
 from gateway.settings import Settings
-from gateway.sinks import HttpSink
+from gateway.sinks import Sinks
 from gateway.store.lmdb import LmdbStore
 from gateway.subscriptions import SubscriptionRegistry, egress_policy
 from gateway.topics import TopicRegistry
@@ -58,7 +59,7 @@ class Gateway:
     readiness: health.Readiness = field(default_factory=health.Readiness)
     rng: random.Random = field(default_factory=random.Random)
     metrics: Metrics = field(default_factory=Metrics)
-    sink: HttpSink = field(default_factory=HttpSink)
+    sink: Sinks = field(default_factory=Sinks)
     store: LmdbStore | None = None
     topics: TopicRegistry | None = None
     subscriptions: SubscriptionRegistry | None = None
@@ -85,7 +86,7 @@ def create_app(
     """The gateway as an ASGI app. `clock`, `rng` and `resolver` (DNS for pushes) are the
     seams tests inject."""
     gateway = Gateway(settings=settings, clock=clock or SystemClock(), rng=rng or random.Random())
-    gateway.sink = HttpSink(egress_policy(settings), resolver)
+    gateway.sink = Sinks(egress_policy(settings), resolver)
     now = SteadyTime(gateway.clock)
     app = Starlette(
         middleware=[
@@ -144,6 +145,9 @@ async def _lifespan(
             *SubscriptionsApi(store, subscriptions, gateway.sink.resolver).operations(),
             *DeadLettersApi(store, topics, subscriptions, now, engine.wake).operations(),
             *ConfigApi(gateway.reload).operations(),
+            *PretryApi(
+                store, topics, subscriptions, receiver, gateway.sink.resolver, gateway.clock.now
+            ).operations(),
         ]
         gateway.operations.extend(served)
         app.router.routes.extend(openapi.routes(served))

@@ -1,7 +1,8 @@
 """Declarative configuration: the file's topics and subscriptions, applied at start and reload.
 
 Apply creates or updates what the file names. Resources created through the API and absent
-from the file are kept, unless the file sets `prune: true`. Everything is validated before
+from the file are kept, unless the file sets `prune: true` (never those of Pretry configs,
+`pretry.*`, which `/v1/config` owns). Everything is validated before
 anything changes, so a bad file leaves the running configuration as it was. A reload (SIGHUP,
 `POST /v1/config:reload`, `ce-gateway reload`) applies the file again, so a Kubernetes
 ConfigMap update takes effect without a restart; `server:` settings need a restart.
@@ -13,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.settings import DEFAULT_TOPIC, ConfigError, Settings, load_config
+from gateway.settings import DEFAULT_TOPIC, PRETRY_PREFIX, ConfigError, Settings, load_config
 from gateway.subscriptions import SubscriptionRegistry, validate_settings
 from gateway.topics import TopicRegistry
 
@@ -53,16 +54,22 @@ async def _prune(
     keep_topics = {topic.name for topic in settings.topics} | {DEFAULT_TOPIC}
     pruned = 0
     for subscription in subscriptions.all():
-        if subscription.name not in keep_subscriptions:
+        if subscription.name not in keep_subscriptions and not _pretry(subscription.name):
             dropped = await subscriptions.delete(subscription.name)
             log.info("pruned subscription %s (%d pending dropped)", subscription.name, dropped)
             pruned += 1
     for topic in topics.all():
-        if topic.name not in keep_topics and not subscriptions.uses_topic(topic.name):
+        if topic.name in keep_topics or _pretry(topic.name):
+            continue
+        if not subscriptions.uses_topic(topic.name):
             await topics.delete(topic.name)
             log.info("pruned topic %s", topic.name)
             pruned += 1
     return pruned
+
+
+def _pretry(name: str) -> bool:
+    return name.startswith(PRETRY_PREFIX)
 
 
 async def reload_config(

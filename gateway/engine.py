@@ -34,11 +34,12 @@ from gateway.outcomes import (
     classify_status,
     decide,
 )
-from gateway.pushes import build_push, with_credentials
-from gateway.sinks import HttpSink, PushResult
+from gateway.pushes import PushRequest, PushResult, build_push, with_credentials
+from gateway.sinks import Sinks
 from gateway.store.deliveries import DueDelivery, Settlement
 from gateway.store.lmdb import LmdbStore
-from gateway.subscriptions import HttpTarget, Subscription, SubscriptionRegistry
+from gateway.subscriptions import Subscription, SubscriptionRegistry
+from gateway.targets import Target
 
 log = logging.getLogger("gateway.engine")
 ERROR_COOLDOWN = 1.0
@@ -49,7 +50,7 @@ class Engine:
         self,
         store: LmdbStore,
         subscriptions: SubscriptionRegistry,
-        sink: HttpSink,
+        sink: Sinks,
         clock: Clock,
         now: Callable[[], float],
         rng: random.Random | None = None,
@@ -201,19 +202,23 @@ class Lane:
             return self._settlement(
                 delivery, DeadLetter("expired"), delivery.state.attempts, _last_failure(delivery)
             )
-        request = with_credentials(
-            build_push(delivery.payload, subscription.target.content_mode),
-            subscription.name,
-            subscription.target,
-            int(self.engine.clock.now()),
-        )
+        request = self._request(delivery.payload)
         started = self.engine.clock.monotonic()
         result = await self.engine.sink.push(
-            subscription.target.url, request, subscription.ack_deadline
+            subscription.target, request, subscription.ack_deadline
         )
         duration = self.engine.metrics.delivery_duration.labels(subscription.name)
         duration.observe(self.engine.clock.monotonic() - started)
         return self._judge(delivery, result)
+
+    def _request(self, payload: bytes) -> PushRequest:
+        target = self.subscription.target
+        return with_credentials(
+            build_push(payload, target.content_mode),
+            self.subscription.name,
+            target,
+            int(self.engine.clock.now()),
+        )
 
     def _count(self, settlement: Settlement) -> None:
         decision = settlement.decision
@@ -269,7 +274,7 @@ def _verdict(result: PushResult, permanent_codes: frozenset[int] | None) -> Verd
     return classify_error(result.error or "protocol")
 
 
-def _failure(result: PushResult, target: HttpTarget) -> Failure:
+def _failure(result: PushResult, target: Target) -> Failure:
     if result.status is not None:
         return Failure(str(result.status), f"HTTP {result.status}", target.redact(result.body))
     detail = None if result.detail is None else target.redact(result.detail.encode()).decode()

@@ -8,6 +8,11 @@ be tested as tables, separately from HTTP and storage.
 Status rules follow Knative's data-plane spec: 404 and 409 are retried because they happen while
 a target rolls out, as are 408, 429 and every 5xx; other 4xx are permanent. Pub/Sub push differs:
 it retries every non-ack response. Redirects are never followed, so a 3xx is a failed attempt.
+
+SQS answers with error codes rather than statuses: `classify_sqs_error` names the kind
+(`sqs-throttled`, `sqs-access-denied`, ...), which is what a dead letter's `dlstatus` shows.
+Throttling, server errors and unknown codes are retried; a denied access, a missing queue and
+an invalid request will not change by waiting, so they are permanent.
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ class Verdict(enum.Enum):
 _RETRIED_4XX = frozenset({404, 408, 409, 429})
 DEFAULT_PERMANENT_STATUS: frozenset[int] = frozenset(range(400, 500)) - _RETRIED_4XX
 
+SQS_THROTTLED = "sqs-throttled"
+SQS_SERVER_ERROR = "sqs-server-error"
+SQS_ACCESS_DENIED = "sqs-access-denied"
+SQS_QUEUE_MISSING = "sqs-queue-missing"
+SQS_INVALID = "sqs-invalid"
+SQS_CREDENTIALS = "sqs-credentials"  # none found in the default chain (yet)
+SQS_ERROR = "sqs-error"  # an error code we do not know
+
 _ERROR_VERDICTS: dict[str, Verdict] = {
     "timeout": Verdict.RETRY,
     "connect": Verdict.RETRY,
@@ -33,6 +46,72 @@ _ERROR_VERDICTS: dict[str, Verdict] = {
     "protocol": Verdict.RETRY,
     "egress-denied": Verdict.PERMANENT,
     "invalid-request": Verdict.PERMANENT,
+    SQS_THROTTLED: Verdict.RETRY,
+    SQS_SERVER_ERROR: Verdict.RETRY,
+    SQS_CREDENTIALS: Verdict.RETRY,
+    SQS_ERROR: Verdict.RETRY,
+    SQS_ACCESS_DENIED: Verdict.PERMANENT,
+    SQS_QUEUE_MISSING: Verdict.PERMANENT,
+    SQS_INVALID: Verdict.PERMANENT,
+}
+
+_SQS_CODES: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "Throttling",
+            "ThrottlingException",
+            "RequestThrottled",
+            "TooManyRequestsException",
+            "SlowDown",
+            "KmsThrottled",
+            "RequestLimitExceeded",
+        ),
+        SQS_THROTTLED,
+    ),
+    **dict.fromkeys(
+        (
+            "AccessDenied",
+            "AccessDeniedException",
+            "InvalidClientTokenId",
+            "UnrecognizedClientException",
+            "SignatureDoesNotMatch",
+            "MissingAuthenticationToken",
+            "IncompleteSignature",
+            "InvalidSecurity",
+            "OptInRequired",
+            "KmsAccessDenied",
+            "KmsDisabled",
+            "KmsInvalidState",
+            "KmsNotFound",
+        ),
+        SQS_ACCESS_DENIED,
+    ),
+    **dict.fromkeys(("NonExistentQueue", "QueueDoesNotExist"), SQS_QUEUE_MISSING),
+    **dict.fromkeys(
+        (
+            "InvalidParameterValue",
+            "InvalidParameterValueException",
+            "InvalidParameterCombination",
+            "MissingParameter",
+            "InvalidMessageContents",
+            "MessageTooLong",
+            "BatchRequestTooLong",
+            "InvalidAddress",
+            "InvalidAction",
+            "UnsupportedOperation",
+            "ValidationError",
+            "ValidationException",
+            "InvalidBatchEntryId",
+            "BatchEntryIdsNotDistinct",
+            "EmptyBatchRequest",
+            "TooManyEntriesInBatchRequest",
+        ),
+        SQS_INVALID,
+    ),
+    **dict.fromkeys(
+        ("InternalError", "InternalFailure", "ServiceUnavailable", "KmsUnavailable"),
+        SQS_SERVER_ERROR,
+    ),
 }
 
 
@@ -53,6 +132,25 @@ def classify_status(status: int, permanent_codes: frozenset[int] | None = None) 
 def classify_error(kind: str) -> Verdict:
     """The verdict for a transport error kind ("timeout", "egress-denied", ...); unknown retries."""
     return _ERROR_VERDICTS.get(kind, Verdict.RETRY)
+
+
+def classify_sqs_error(
+    code: str, status: int | None = None, sender_fault: bool | None = None
+) -> str:
+    """The error kind for an SQS error `code` (either protocol's spelling: the query one,
+    `AWS.SimpleQueueService.NonExistentQueue`, or the JSON one, `com.amazonaws.sqs#...`), with
+    the HTTP status of the call and, for a batch entry, whether SQS blamed the sender."""
+    name = code.rsplit("#", 1)[-1].removeprefix("AWS.SimpleQueueService.")
+    known = _SQS_CODES.get(name)
+    if known is not None:
+        return known
+    if status == 429:
+        return SQS_THROTTLED
+    if (status is not None and status >= 500) or sender_fault is False:
+        return SQS_SERVER_ERROR
+    if sender_fault:
+        return SQS_INVALID
+    return SQS_ERROR
 
 
 DeadLetterReason: TypeAlias = Literal["exhausted", "permanent", "expired"]

@@ -1,24 +1,27 @@
-"""Building a push request from a stored event: pure, no I/O (DESIGN "Pushes").
+"""Building a push from a stored event, and what one push attempt returns: pure, no I/O
+(DESIGN "Pushes").
 
 Binary mode puts the attributes in `ce-*` headers and the data in the body (built by the
-cloudevents SDK); structured mode sends the stored structured JSON as it is.
+cloudevents SDK); structured mode sends the stored structured JSON as it is; data mode sends
+only the event's data with its content type, no CloudEvent attributes (what Pretry's HTTP and
+SQS integrations deliver).
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+import orjson
 from cloudevents.core.bindings import http
 from cloudevents.core.formats.json import JSONFormat
 
 from gateway.events import STRUCTURED, from_stored
 from gateway.signing import signature_headers, webhook_id
-
-if TYPE_CHECKING:
-    from gateway.subscriptions import HttpTarget
+from gateway.targets import HttpTarget, Target
 
 _JSON = JSONFormat()
+MAX_DETAIL = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +32,22 @@ class PushRequest:
     id: str
 
 
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    status: int | None  # None when no HTTP answer came back
+    error: str | None  # an error kind (gateway.outcomes) when status is None
+    detail: str | None
+    body: bytes
+    retry_after: str | None
+
+    @classmethod
+    def failed(cls, kind: str, detail: str) -> PushResult:
+        return cls(None, kind, detail[:MAX_DETAIL], b"", None)
+
+
 def build_push(payload: bytes, content_mode: str) -> PushRequest:
+    if content_mode == "data":
+        return _data_push(payload)
     event, original_time = from_stored(payload)
     if content_mode == "structured":
         return PushRequest(
@@ -42,10 +60,38 @@ def build_push(payload: bytes, content_mode: str) -> PushRequest:
     return PushRequest(headers, message.body, event.get_source(), event.get_id())
 
 
+def _data_push(payload: bytes) -> PushRequest:
+    """Only the data: JSON data (no datacontenttype means JSON) as its JSON text, so a JSON
+    string stays a JSON string; other text as it is; binary data decoded from base64."""
+    document = orjson.loads(payload)
+    content_type = document.get("datacontenttype")
+    if "data_base64" in document:
+        body = base64.b64decode(document["data_base64"])
+        content_type = content_type or "application/octet-stream"
+    elif "data" not in document:
+        body = b""
+    elif _is_json(content_type) or not isinstance(document["data"], str):
+        body = orjson.dumps(document["data"])
+    else:
+        body = document["data"].encode()
+    headers = {"content-type": content_type or "application/json"} if body else {}
+    return PushRequest(headers, body, str(document["source"]), str(document["id"]))
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json") or media == "text/json"
+
+
 def with_credentials(
-    request: PushRequest, subscription: str, target: HttpTarget, timestamp: int
+    request: PushRequest, subscription: str, target: Target, timestamp: int
 ) -> PushRequest:
-    """Add the destination's Authorization and the Standard Webhooks signature headers."""
+    """Add an HTTP destination's Authorization and the Standard Webhooks signature headers
+    (an SQS destination signs its API calls itself)."""
+    if not isinstance(target, HttpTarget):
+        return request
     headers = dict(request.headers)
     if target.authorization:
         headers["authorization"] = target.authorization

@@ -2,11 +2,12 @@
 
 Answers 202 only once every event of the request is committed (fsync'd); a batch is all or
 nothing. Steps: topic exists, ready, read the body within the limit, parse, store, answer.
+`accept` is those steps for any body that becomes events (Pretry's `POST /v1/event` too).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import orjson
 from starlette.requests import Request
@@ -14,7 +15,15 @@ from starlette.responses import Response
 
 from gateway.api_models import Accepted
 from gateway.bodies import read_body
-from gateway.events import BATCH, DEFAULT_LIMITS, REQUIRED, STRUCTURED, Limits, parse_request
+from gateway.events import (
+    BATCH,
+    DEFAULT_LIMITS,
+    REQUIRED,
+    STRUCTURED,
+    IncomingEvent,
+    Limits,
+    parse_request,
+)
 from gateway.health import Readiness
 from gateway.metrics import Metrics
 from gateway.openapi import Operation
@@ -29,6 +38,8 @@ CLOUDEVENT_BODIES = {
     BATCH: {"schema": {"type": "array", "items": {"type": "object"}}},
     "*/*": {"schema": {}},  # binary mode: attributes in ce-* headers, data as the body
 }
+# A request's headers and body -> the topic and the events to store there.
+Parse = Callable[[Mapping[str, str], bytes], tuple[str, Sequence[IncomingEvent]]]
 
 
 class Receiver:
@@ -48,7 +59,7 @@ class Receiver:
         self._readiness = readiness
         self._now = now
         self._max_body_size = max_body_size
-        self._limits = limits
+        self.limits = limits
         self._metrics = metrics
         self.on_published = on_published
 
@@ -84,18 +95,33 @@ class Receiver:
         return await self._publish(request, request.path_params["topic"])
 
     async def _publish(self, request: Request, topic: str) -> Response:
-        with self._metrics.publish_duration.time():
-            return await self._publish_timed(request, topic)
+        self._check_topic(topic)
+        result = await self.accept(
+            request, lambda headers, body: (topic, parse_request(headers, body, self.limits))
+        )
+        return Response(
+            orjson.dumps({"accepted": result.accepted, "duplicates": result.duplicates}),
+            status_code=202,
+            media_type="application/json",
+        )
 
-    async def _publish_timed(self, request: Request, topic: str) -> Response:
+    def _check_topic(self, topic: str) -> None:
         if not self._topics.exists(topic):
             raise NotFound(f"topic {topic!r} does not exist; create it first", topic=None)
+
+    async def accept(self, request: Request, parse: Parse) -> PublishResult:
+        """Store what `parse` makes of the request, durably; returns once committed."""
+        with self._metrics.publish_duration.time():
+            return await self._accept(request, parse)
+
+    async def _accept(self, request: Request, parse: Parse) -> PublishResult:
         if not self._readiness.accepting:
             raise NotReady("the gateway is not ready: " + ", ".join(self._readiness.reasons()))
         self._store.announce()
         try:
             body = await read_body(request, self._max_body_size)
-            events = parse_request(request.headers, body, self._limits)
+            topic, events = parse(request.headers, body)
+            self._check_topic(topic)
         except BaseException:
             self._store.withdraw()
             raise
@@ -103,8 +129,4 @@ class Receiver:
         self._metrics.published.labels(topic).inc(result.accepted)
         self._metrics.duplicates.labels(topic).inc(result.duplicates)
         self.on_published(topic, result)
-        return Response(
-            orjson.dumps({"accepted": result.accepted, "duplicates": result.duplicates}),
-            status_code=202,
-            media_type="application/json",
-        )
+        return result

@@ -19,6 +19,7 @@ import yaml
 from gateway.durations import DurationError, parse_duration, parse_size
 
 DEFAULT_TOPIC = "default"
+PRETRY_PREFIX = "pretry."  # topics and subscriptions that Pretry configs own (gateway.pretry)
 TOPIC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # use fullmatch: `$` allows "\n"
 
 
@@ -65,7 +66,9 @@ class RawTopic(_Raw, frozen=True):
 
 class RawBasicAuth(_Raw, frozen=True):
     username: str
-    password_file: str
+    password_file: str | None = None
+    # Inline secret (Pretry configs): stored with the subscription, masked in every view.
+    password: str | None = None
 
 
 class RawHttpDestination(_Raw, frozen=True):
@@ -77,9 +80,13 @@ class RawHttpDestination(_Raw, frozen=True):
 
 class RawSqsDestination(_Raw, frozen=True):
     queue_url: str
-    region: str | None = None
-    credentials_file: str | None = None
-    endpoint_url: str | None = None
+    region: str | None = None  # default: the region in an AWS queue URL
+    credentials_file: str | None = None  # an AWS shared-credentials file (INI, [default])
+    # Inline keys (Pretry configs): stored with the subscription, masked in every view.
+    # None of the three: the environment's default chain (variables, profile, IRSA, IMDS).
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    endpoint_url: str | None = None  # an SQS-compatible server (ElasticMQ, LocalStack)
     content_mode: str = "structured"
 
 
@@ -110,6 +117,7 @@ class RawSubscription(_Raw, frozen=True):
     dead_letter_topic: str | None = None
     signing: RawSigning | None = None
     max_concurrency: int = 32
+    delivery_delay: str | None = None  # the first attempt waits this long (Pretry's retryHours[0])
 
 
 class RawConfig(_Raw, frozen=True):

@@ -1,32 +1,57 @@
-"""Where pushes go out: one shared aiohttp session (keep-alive, pooled connections).
+"""Where pushes go out: one sink per destination type, behind one `push(target, ...)`.
 
-One attempt is bounded as a whole by the subscription's ackDeadline (connect, send, and reading
-the answer); redirects are never followed; at most `max_response_bytes` of the answer is read.
-Transport failures become an error kind the outcome policy understands.
+`Sinks` is what the engine holds: it dispatches each push by its target's type, to `HttpSink`
+(one shared aiohttp session: keep-alive, pooled connections) or `gateway.sqs.SqsSink`. Every
+sink returns a `PushResult` the outcome policy understands and never raises for a failed push.
+
+An HTTP attempt is bounded as a whole by the subscription's ackDeadline (connect, send, and
+reading the answer); redirects are never followed; at most `max_response_bytes` of the answer
+is read. Transport failures become an error kind (`timeout`, `connect`, `tls`, ...).
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from dataclasses import dataclass
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from gateway.egress import EgressDenied, EgressDeniedError, EgressPolicy, PolicyResolver
-from gateway.pushes import PushRequest
+from gateway.pushes import PushRequest, PushResult
+from gateway.sqs import SqsSink
+from gateway.targets import HttpTarget, SqsTarget, Target
 
 MAX_RESPONSE_BYTES = 64 * 1024
+_failed = PushResult.failed
 
 
-@dataclass(frozen=True, slots=True)
-class PushResult:
-    status: int | None  # None when no HTTP answer came back
-    error: str | None  # "timeout", "connect", "tls", "protocol" when status is None
-    detail: str | None
-    body: bytes
-    retry_after: str | None
+class Sinks:
+    """The engine's one way out: each push goes to the sink for its destination type."""
+
+    def __init__(
+        self, policy: EgressPolicy | None = None, resolver: AbstractResolver | None = None
+    ) -> None:
+        self.http = HttpSink(policy, resolver)
+        self.sqs = SqsSink(self.http.policy, self.http.resolver)
+
+    @property
+    def resolver(self) -> PolicyResolver:
+        """The egress-checking resolver every sink connects through (save-time checks too)."""
+        return self.http.resolver
+
+    async def start(self) -> None:
+        await self.http.start()
+        await self.sqs.start()
+
+    async def close(self) -> None:
+        await self.sqs.close()
+        await self.http.close()
+
+    async def push(self, target: Target, request: PushRequest, deadline: float) -> PushResult:
+        if isinstance(target, SqsTarget):
+            return await self.sqs.push(target, request, deadline)
+        return await self.http.push(target, request, deadline)
 
 
 class HttpSink:
@@ -57,8 +82,9 @@ class HttpSink:
         if self._session is not None:
             await self._session.close()
 
-    async def push(self, url: str, request: PushRequest, deadline: float) -> PushResult:
+    async def push(self, target: HttpTarget, request: PushRequest, deadline: float) -> PushResult:
         assert self._session is not None, "HttpSink.start() first"
+        url = target.url
         try:
             self.policy.check_url(url)  # literal addresses never reach the resolver
         except EgressDenied as error:
@@ -97,7 +123,3 @@ class HttpSink:
             if size >= self._max_response_bytes:
                 break  # the rest is never read; the connection is not reused
         return b"".join(chunks)
-
-
-def _failed(kind: str, detail: str) -> PushResult:
-    return PushResult(None, kind, detail[:256], b"", None)

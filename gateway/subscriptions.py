@@ -7,59 +7,31 @@ with durations in seconds and a compiled filter, or raises ConfigError naming th
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from gateway.backoff import RetryPolicy
-from gateway.egress import EgressDenied, EgressPolicy
+from gateway.egress import EgressPolicy
 from gateway.filters import Filter, FilterError, compile_filters
 from gateway.settings import (
     DEFAULT_TOPIC,
     TOPIC_NAME,
     ConfigError,
-    RawHttpDestination,
     RawRetryPolicy,
     RawSubscription,
     Settings,
     duration_at,
 )
-from gateway.signing import basic_authorization, load_signing_secrets, read_credential
 from gateway.store.lmdb import LmdbStore
+from gateway.targets import Target, build_target
 
 log = logging.getLogger("gateway.subscriptions")
 MAX_ACK_DEADLINE = 600.0
-CONTENT_MODES = ("binary", "structured")
-
-
-@dataclass(frozen=True, slots=True)
-class HttpTarget:
-    url: str
-    content_mode: str
-    # Secrets, read from files when the subscription is built; never in `spec` or responses.
-    authorization: str | None = field(default=None, repr=False)
-    signing_secrets: tuple[bytes, ...] = field(default=(), repr=False)
-
-    def redact(self, data: bytes) -> bytes:
-        """`data` (a subscriber's answer) without this target's credentials in it, in case
-        the subscriber echoes them: what is stored in dead letters must not carry secrets."""
-        for secret in self._secret_forms():
-            data = data.replace(secret, b"[redacted]")
-        return data
-
-    def _secret_forms(self) -> list[bytes]:
-        forms: list[bytes] = []
-        if self.authorization:
-            credential = self.authorization.split(" ", 1)[-1].encode()
-            forms.append(credential)
-            if self.authorization.startswith("Basic "):
-                forms.append(base64.b64decode(credential).split(b":", 1)[-1])
-        forms.extend(base64.b64encode(secret) for secret in self.signing_secrets)
-        return sorted((form for form in forms if len(form) >= 4), key=len, reverse=True)
+MAX_DELIVERY_DELAY = 365 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +39,7 @@ class Subscription:
     name: str
     topic: str
     filter: Filter
-    target: HttpTarget
+    target: Target
     ack_deadline: float
     retry: RetryPolicy
     max_attempts: int | None
@@ -75,6 +47,7 @@ class Subscription:
     dead_letter_topic: str | None
     max_concurrency: int
     spec: RawSubscription
+    delivery_delay: float = 0.0  # seconds from publish to the first attempt
 
 
 def build_subscription(
@@ -87,7 +60,7 @@ def build_subscription(
         name=raw.name,
         topic=raw.topic,
         filter=_filter(raw.filters, f"{path}.filters"),
-        target=_target(raw, f"{path}.destination", egress),
+        target=build_target(raw, path, egress),
         ack_deadline=_ack_deadline(raw.ack_deadline, f"{path}.ackDeadline"),
         retry=_retry_policy(raw.retry_policy, f"{path}.retryPolicy"),
         max_attempts=_max_attempts(raw, path, dead_letter_topic),
@@ -95,6 +68,7 @@ def build_subscription(
         dead_letter_topic=dead_letter_topic,
         max_concurrency=_max_concurrency(raw.max_concurrency, f"{path}.maxConcurrency"),
         spec=raw,
+        delivery_delay=_delivery_delay(raw.delivery_delay, f"{path}.deliveryDelay"),
     )
 
 
@@ -132,49 +106,17 @@ def _filter(spec: list[dict[str, Any]], path: str) -> Filter:
         raise ConfigError(str(error)) from None
 
 
-def _target(raw: RawSubscription, path: str, egress: EgressPolicy) -> HttpTarget:
-    destination = raw.destination
-    if destination.sqs is not None:
-        raise ConfigError(f"{path}.sqs: SQS destinations are not supported yet; use http")
-    if destination.http is None:
-        raise ConfigError(f"{path}: set http: {{url: ...}}")
-    mode = destination.http.content_mode
-    if mode not in CONTENT_MODES:
-        raise ConfigError(f"{path}.http.contentMode: {mode!r} is not binary or structured")
-    try:
-        egress.check_url(destination.http.url)
-    except EgressDenied as error:  # also a malformed URL
-        raise ConfigError(f"{path}.http.url: {error}") from None
-    return HttpTarget(
-        destination.http.url,
-        mode,
-        authorization=_authorization(destination.http, f"{path}.http"),
-        signing_secrets=_signing(raw, path.rsplit(".", 1)[0]),
-    )
-
-
-def _authorization(http: RawHttpDestination, path: str) -> str | None:
-    if http.bearer_token_file and http.basic_auth:
-        raise ConfigError(f"{path}: set bearerTokenFile or basicAuth, not both")
-    if http.bearer_token_file:
-        token = read_credential(http.bearer_token_file, f"{path}.bearerTokenFile")
-        return f"Bearer {token}"
-    if http.basic_auth:
-        password = read_credential(http.basic_auth.password_file, f"{path}.basicAuth.passwordFile")
-        return basic_authorization(http.basic_auth.username, password)
-    return None
-
-
-def _signing(raw: RawSubscription, path: str) -> tuple[bytes, ...]:
-    if raw.signing is None:
-        return ()
-    return load_signing_secrets(raw.signing.secret_file, f"{path}.signing.secretFile")
-
-
 def _ack_deadline(text: str, path: str) -> float:
     seconds = duration_at(path, text)
     if not 0 < seconds <= MAX_ACK_DEADLINE:
         raise ConfigError(f"{path}: {text!r} must be more than 0 and at most 600s")
+    return seconds
+
+
+def _delivery_delay(text: str | None, path: str) -> float:
+    seconds = 0.0 if text is None else duration_at(path, text)
+    if seconds > MAX_DELIVERY_DELAY:
+        raise ConfigError(f"{path}: {text!r} is longer than 365d")
     return seconds
 
 
@@ -302,12 +244,26 @@ class SubscriptionRegistry:
     def on_topic(self, topic: str) -> Sequence[Subscription]:
         return self._by_topic.get(topic, ())
 
-    def fanout(self, topic: str, attributes: Mapping[str, Any]) -> list[str]:
-        """The subscriptions of `topic` whose filter matches (called in the write transaction)."""
-        return [sub.name for sub in self._by_topic.get(topic, ()) if sub.filter.matches(attributes)]
+    def fanout(self, topic: str, attributes: Mapping[str, Any]) -> list[tuple[str, float]]:
+        """The subscriptions of `topic` whose filter matches, each with its delivery delay
+        (called in the write transaction)."""
+        return [
+            (sub.name, sub.delivery_delay)
+            for sub in self._by_topic.get(topic, ())
+            if sub.filter.matches(attributes)
+        ]
 
-    def build(self, raw: RawSubscription, path: str = "subscription") -> Subscription:
-        subscription = build_subscription(raw, path, self._topic_exists, self.egress)
+    def build(
+        self, raw: RawSubscription, path: str = "subscription", new_topics: Iterable[str] = ()
+    ) -> Subscription:
+        """Validate `raw` against the subscriptions in force; `new_topics` are about to be
+        created along with it (validated first, so nothing is half-applied)."""
+        planned = frozenset(new_topics)
+
+        def exists(topic: str) -> bool:
+            return topic in planned or self._topic_exists(topic)
+
+        subscription = build_subscription(raw, path, exists, self.egress)
         others = [sub for sub in self._by_name.values() if sub.name != raw.name]
         check_dead_letter_cycle(subscription, others, path)
         return subscription

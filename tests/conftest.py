@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import random
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from gateway.clock import Clock, ManualClock
 from gateway.server import hypercorn_config
 from gateway.settings import Settings, parse_config
 from gateway.store.lmdb import LmdbStore
+from tests.sqs_server import SqsServer, run_sqs_server
 
 BINARY_HEADERS = {
     "ce-specversion": "1.0",
@@ -105,6 +106,13 @@ async def _wait_ready(client: httpx.AsyncClient, task: asyncio.Task[Any]) -> Non
                 return
         await asyncio.sleep(0.02)
     raise TimeoutError("gateway did not become ready")
+
+
+@pytest.fixture(scope="session")
+def sqs_server() -> Iterator[SqsServer]:
+    """moto's SQS on a free loopback port, for the whole session (each test makes its queues)."""
+    with run_sqs_server() as server:
+        yield server
 
 
 @pytest.fixture

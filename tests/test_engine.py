@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 
 import orjson
+import pytest
 
 from gateway.clock import ManualClock
 from tests.conftest import (
@@ -133,3 +134,26 @@ async def test_per_subscription_override_makes_400_transient(tmp_path: Path) -> 
             await settle(gw)
             assert len(sub.received) == 2
             assert status(gw, "s1")["pending"] == 1
+
+
+async def test_delivery_delay_postpones_only_the_first_attempt(tmp_path: Path) -> None:
+    """`deliveryDelay` (Pretry's retryHours[0]): the first push waits; others are unaffected."""
+    clock = ManualClock()
+    async with run_subscriber(clock) as sub:
+        delayed = subscription("later", sub.url + "/later", deliveryDelay="30s")
+        settings = make_settings(
+            tmp_path, egress=LOOPBACK_EGRESS, subscriptions=[delayed, subscription("now", sub.url)]
+        )
+        async with run_gateway(settings, clock=clock) as gw:
+            published = clock.now()
+            await gw.publish("orders", "d1")
+            await settle(gw)
+            assert [r.path for r in sub.received] == ["/"]
+            clock.advance(29.9)
+            await settle(gw)
+            assert len(sub.received) == 1
+            clock.advance(0.2)
+            await settle(gw)
+            assert [r.path for r in sub.received] == ["/", "/later"]
+            assert sub.received[1].at - published == pytest.approx(30.1, abs=0.01)
+            assert status(gw, "later")["acked"] == 1

@@ -116,9 +116,9 @@ class NoDns(AbstractResolver):
 
 
 class NullSink:
-    """The engine's sink, minus the network: no name is resolved and every push is acked at
-    once. Schemathesis invents destination URLs (public names and addresses); nothing may
-    leave this machine."""
+    """The engine's sinks (HTTP and SQS), minus the network: no name is resolved and every push
+    is acked at once. Schemathesis invents destination URLs and queues (public names and
+    addresses); nothing may leave this machine."""
 
     def __init__(self, policy: EgressPolicy | None = None, *args: Any, **kwargs: Any) -> None:
         self.resolver = PolicyResolver(policy or EgressPolicy(), NoDns())
@@ -130,7 +130,7 @@ class NullSink:
     async def close(self) -> None:
         pass
 
-    async def push(self, url: str, request: PushRequest, deadline: float) -> PushResult:
+    async def push(self, target: object, request: PushRequest, deadline: float) -> PushResult:
         self.pushes += 1
         return PushResult(200, None, None, b"", None)
 
@@ -144,13 +144,24 @@ class Ledger:
         self.statuses: collections.Counter[tuple[str, str, int]] = collections.Counter()
 
     def record(
-        self, method: str, path: str, params: dict[str, Any], status: int, body: Any
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        status: int,
+        body: Any,
+        sent: Any = None,
     ) -> None:
         self.statuses[(method, path, status)] += 1
         if status == 202 and (method, path) == ("POST", "/topics/{topic}/events"):
             self.expected[params["topic"]] += body["accepted"]
         elif status == 202 and (method, path) == ("POST", "/"):
             self.expected["default"] += body["accepted"]
+        elif status == 202 and (method, path) == ("POST", "/v1/event"):
+            self.expected[f"pretry.{sent['identifier']}"] += body["accepted"]
+        elif status == 204 and (method, path) == ("DELETE", "/v1/config/{identifier}"):
+            for topic in ("", ".dead"):
+                self.expected[f"pretry.{params['identifier']}{topic}"] = 0
         elif status == 200 and path == "/v1/topics/{name}/events:purge":
             self.expected[params["name"]] -= body["purged"]
         elif status == 200 and path == "/v1/topics/{name}/events:redrive":
@@ -169,6 +180,7 @@ class Ledger:
             dict(case.path_parameters or {}),
             response.status_code,
             body,
+            case.body,
         )
 
 
@@ -279,7 +291,7 @@ def seed(live: LiveGateway) -> None:
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("gateway.app.HttpSink", NullSink)
+        patch.setattr("gateway.app.Sinks", NullSink)
         gateway = LiveGateway()
         with gateway.serving(tmp_path_factory.mktemp("openapi") / "data"):
             seed(gateway)
@@ -311,6 +323,8 @@ def assert_store_matches_publishes(live: LiveGateway) -> None:
 
 
 def known_names(path: str) -> tuple[str, ...]:
+    if path.startswith("/v1/config/"):
+        return PRETRY_IDENTIFIERS
     return SUBSCRIPTION_NAMES if path.startswith("/v1/subscriptions") else TOPIC_NAMES
 
 
@@ -338,12 +352,37 @@ SUBSCRIPTION_SPEC = st.fixed_dictionaries(
         "deadLetterTopic": "orders-dead",
     }
 )
+PRETRY_IDENTIFIERS = ("p-seed", "p-new")
+PRETRY_SEED = {
+    "identifier": "p-seed",
+    "maxRetry": 2,
+    "retryHours": [1, 2],
+    "integrations": [
+        {"type": "HTTP", "config": {"url": "http://subscriber.invalid/p"}},
+        {
+            "type": "SQS",
+            "config": {
+                "url": "https://sqs.eu-west-1.amazonaws.com/123456789012/q",
+                "accessKey": "a",
+                "secretKey": "b",
+            },
+        },
+    ],
+}
+PRETRY_CONFIG = st.sampled_from(PRETRY_IDENTIFIERS).map(
+    lambda identifier: {**PRETRY_SEED, "identifier": identifier}
+)
+PRETRY_EVENT = st.fixed_dictionaries(
+    {"identifier": st.sampled_from(PRETRY_IDENTIFIERS), "eventBody": st.integers() | EVENT}
+)
 # Bodies the document cannot describe precisely enough for schemathesis to produce valid ones
 # often (a CloudEvent, a subscription on a topic that exists): (names, body, media type).
 VALID_REQUESTS: dict[tuple[str, str], tuple[tuple[str, ...], st.SearchStrategy[Any], str]] = {
     ("POST", "/topics/{topic}/events"): (TOPIC_NAMES, EVENT, STRUCTURED),
     ("POST", "/"): ((), EVENT, STRUCTURED),
     ("PUT", "/v1/subscriptions/{name}"): ((*SUBSCRIPTION_NAMES, "s-new"), SUBSCRIPTION_SPEC, JSON),
+    ("POST", "/v1/config"): ((), PRETRY_CONFIG, JSON),
+    ("POST", "/v1/event"): ((), PRETRY_EVENT, JSON),
     ("PUT", "/v1/topics/{name}"): (
         ("orders", "t-new"),
         st.fixed_dictionaries({}, optional={"retention": st.sampled_from(["1h", "PT90M"])}),
@@ -400,6 +439,9 @@ def reset(live: LiveGateway, client: httpx.Client) -> None:
         if topic["name"] not in TOPIC_NAMES:
             assert client.delete(f"/v1/topics/{quote(topic['name'], safe='')}").status_code == 204
             live.ledger.expected[topic["name"]] = 0  # its events went with it
+    for identifier in PRETRY_IDENTIFIERS:  # what a DELETE /v1/config/... left or removed
+        client.delete(f"/v1/config/{identifier}")
+    assert client.post("/v1/config", json=PRETRY_SEED).status_code == 201
 
 
 # -- the document ----------------------------------------------------------------------------

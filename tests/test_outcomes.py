@@ -14,6 +14,7 @@ from gateway.outcomes import (
     RetryAt,
     Verdict,
     classify_error,
+    classify_sqs_error,
     classify_status,
     decide,
 )
@@ -195,3 +196,54 @@ def test_decisions_compare_by_value() -> None:
 def test_verdict_values(verdict: Verdict, value: str) -> None:
     assert verdict.value == value
     assert Verdict(value) is verdict
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "sender_fault", "kind", "verdict"),
+    [
+        pytest.param("ThrottlingException", 400, None, "sqs-throttled", RETRY, id="throttling"),
+        pytest.param(
+            "AWS.SimpleQueueService.RequestThrottled",
+            None,
+            False,
+            "sqs-throttled",
+            RETRY,
+            id="throttled-entry",
+        ),
+        pytest.param("Anything", 429, None, "sqs-throttled", RETRY, id="429"),
+        pytest.param("InternalError", 500, None, "sqs-server-error", RETRY, id="internal"),
+        pytest.param("Whatever", 503, None, "sqs-server-error", RETRY, id="unknown-5xx"),
+        pytest.param("Whatever", None, False, "sqs-server-error", RETRY, id="entry-not-sender"),
+        pytest.param("AccessDenied", 403, None, "sqs-access-denied", PERMANENT, id="denied"),
+        pytest.param(
+            "InvalidClientTokenId", 403, None, "sqs-access-denied", PERMANENT, id="bad-key"
+        ),
+        pytest.param(
+            "AWS.SimpleQueueService.NonExistentQueue",
+            400,
+            None,
+            "sqs-queue-missing",
+            PERMANENT,
+            id="missing-queue-query",
+        ),
+        pytest.param(
+            "com.amazonaws.sqs#QueueDoesNotExist",
+            400,
+            None,
+            "sqs-queue-missing",
+            PERMANENT,
+            id="missing-queue-json",
+        ),
+        pytest.param(
+            "InvalidParameterValue", 400, None, "sqs-invalid", PERMANENT, id="invalid-parameter"
+        ),
+        pytest.param("InvalidMessageContents", None, True, "sqs-invalid", PERMANENT, id="content"),
+        pytest.param("Whatever", None, True, "sqs-invalid", PERMANENT, id="entry-sender-fault"),
+        pytest.param("Whatever", 400, None, "sqs-error", RETRY, id="unknown-4xx-retries"),
+    ],
+)
+def test_sqs_errors_map_to_kinds_and_verdicts(
+    code: str, status: int | None, sender_fault: bool | None, kind: str, verdict: Verdict
+) -> None:
+    assert classify_sqs_error(code, status, sender_fault) == kind
+    assert classify_error(kind) is verdict

@@ -13,9 +13,10 @@ from typing import Any, Protocol
 from gateway.events import IncomingEvent
 from gateway.settings import TopicSettings
 
-# Which subscriptions of `topic` an event with these attributes goes to (decided in the write
-# transaction that stores the event, so no subscription can miss an acked event).
-Fanout = Callable[[str, Mapping[str, Any]], Sequence[str]]
+# Which subscriptions of `topic` an event with these attributes goes to, each with the delay
+# before its first attempt in seconds (decided in the write transaction that stores the event,
+# so no subscription can miss an acked event).
+Fanout = Callable[[str, Mapping[str, Any]], Sequence[tuple[str, float]]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -248,8 +248,8 @@ class LmdbStore:
                 db=self.db["events"],
             )
             txn.put(dedup, keys.DEDUP_VALUE.pack(seq, now), db=self.db["dedup"])
-            for subscription in self.fanout(topic, event.attributes):
-                self.deliveries.enqueue(txn, subscription, topic, seq, now, now + retention)
+            for subscription, delay in self.fanout(topic, event.attributes):
+                self.deliveries.enqueue(txn, subscription, topic, seq, now + delay, now + retention)
                 subscriptions.add(subscription)
             accepted += 1
         txn.put(b"seq", keys.SEQ.pack(seq), db=self.db["meta"])
@@ -283,9 +283,10 @@ class LmdbStore:
         )
         txn.put(b"seq", keys.SEQ.pack(seq), db=self.db["meta"])
         self.count_events(txn, topic, 1)
-        subscriptions = set(self.fanout(topic, event_attributes(payload)))
-        for subscription in subscriptions:
-            self.deliveries.enqueue(txn, subscription, topic, seq, now, now + retention)
+        subscriptions: set[str] = set()
+        for subscription, delay in self.fanout(topic, event_attributes(payload)):
+            self.deliveries.enqueue(txn, subscription, topic, seq, now + delay, now + retention)
+            subscriptions.add(subscription)
         return subscriptions
 
     async def record(self, settlement: Settlement, now: float) -> set[str]:

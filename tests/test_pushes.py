@@ -1,0 +1,55 @@
+"""Building pushes: data mode (only the event's data, as Pretry delivers it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.pushes import build_push, with_credentials
+from gateway.targets import HttpTarget, SqsTarget
+
+BASE = {"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "content_type", "body"),
+    [
+        pytest.param({"data": {"a": [1, 2]}}, "application/json", b'{"a":[1,2]}', id="json-object"),
+        pytest.param({"data": "hi"}, "application/json", b'"hi"', id="json-string-stays-json"),
+        pytest.param({"data": None}, "application/json", b"null", id="json-null"),
+        pytest.param(
+            {"datacontenttype": "application/vnd.x+json", "data": [1]},
+            "application/vnd.x+json",
+            b"[1]",
+            id="json-suffix",
+        ),
+        pytest.param(
+            {"datacontenttype": "text/plain", "data": "h\u00e9"},
+            "text/plain",
+            "h\u00e9".encode(),
+            id="text",
+        ),
+        pytest.param(
+            {"data_base64": "AAEC"}, "application/octet-stream", b"\x00\x01\x02", id="binary"
+        ),
+        pytest.param({}, None, b"", id="no-data"),
+    ],
+)
+def test_data_mode_sends_only_the_data(
+    fields: dict[str, Any], content_type: str | None, body: bytes
+) -> None:
+    request = build_push(orjson.dumps({**BASE, **fields}), "data")
+    assert request.body == body
+    assert request.headers.get("content-type") == content_type
+    assert not any(name.startswith("ce-") for name in request.headers)
+    assert (request.source, request.id) == ("/s", "e-1")
+
+
+def test_credentials_are_added_for_http_only() -> None:
+    request = build_push(orjson.dumps({**BASE, "data": 1}), "structured")
+    http = HttpTarget("https://h/", "structured", authorization="Bearer t")
+    assert with_credentials(request, "s", http, 0).headers["authorization"] == "Bearer t"
+    sqs = SqsTarget("https://q", "eu-west-1", "structured")
+    assert with_credentials(request, "s", sqs, 0) is request
