@@ -156,6 +156,10 @@ class TopicsApi:
         return json_response(topic_json(self._topics.get(request.path_params["name"])))
 
     async def put(self, request: Request) -> Response:
+        async with self._subscriptions.mutations:  # one configuration change at a time
+            return await self._put_serialized(request)
+
+    async def _put_serialized(self, request: Request) -> Response:
         name = request.path_params["name"]
         body = decode_body(await request.body(), shapes.TopicBody)
         if body.name not in (None, name):
@@ -168,6 +172,10 @@ class TopicsApi:
         return json_response(topic_json(topic), status=201 if created else 200)
 
     async def delete(self, request: Request) -> Response:
+        async with self._subscriptions.mutations:  # one configuration change at a time
+            return await self._delete_serialized(request)
+
+    async def _delete_serialized(self, request: Request) -> Response:
         name = request.path_params["name"]
         self._topics.get(name)
         if name == DEFAULT_TOPIC:
@@ -283,6 +291,10 @@ class SubscriptionsApi:
         return json_response(subscription_json(subscription, self.status(subscription.name)))
 
     async def put(self, request: Request) -> Response:
+        async with self._subscriptions.mutations:  # one configuration change at a time
+            return await self._put_serialized(request)
+
+    async def _put_serialized(self, request: Request) -> Response:
         name = request.path_params["name"]
         document = decode_body(await request.body(), dict[str, Any])
         if document.setdefault("name", name) != name:
@@ -306,6 +318,10 @@ class SubscriptionsApi:
         await check_resolved(self._resolver, subscription, "subscription", field)
 
     async def delete(self, request: Request) -> Response:
+        async with self._subscriptions.mutations:  # one configuration change at a time
+            return await self._delete_serialized(request)
+
+    async def _delete_serialized(self, request: Request) -> Response:
         subscription = self._existing(request.path_params["name"])
         pending = self.status(subscription.name)["pending"]
         if pending and request.query_params.get("force") != "true":

@@ -151,7 +151,7 @@ async def _lifespan(
         ]
         gateway.operations.extend(served)
         app.router.routes.extend(openapi.routes(served))
-        gateway.readiness.checks.append(lambda: "store full" if store.full else None)
+        gateway.readiness.checks.append(lambda: health.STORE_FULL if store.full else None)
         gateway.metrics.watch(Sources(store, topics, subscriptions, engine, gateway.readiness, now))
         gateway.tasks.append(asyncio.create_task(measure_loop_lag(gateway.metrics)))
         gateway.tasks.append(

@@ -31,14 +31,23 @@ class ApplyResult:
 async def apply_config(
     settings: Settings, topics: TopicRegistry, subscriptions: SubscriptionRegistry
 ) -> ApplyResult:
-    validate_settings(settings)  # the whole file first: nothing half-applied
+    async with subscriptions.mutations:  # one configuration change at a time
+        return await _apply(settings, topics, subscriptions)
+
+
+async def _apply(
+    settings: Settings, topics: TopicRegistry, subscriptions: SubscriptionRegistry
+) -> ApplyResult:
+    # Everything is validated before anything changes: nothing half-applied.
+    validate_settings(settings)
+    new_topics = [DEFAULT_TOPIC, *(topic.name for topic in settings.topics)]
+    built = [
+        subscriptions.build(raw, f"subscriptions[{index}]", new_topics=new_topics)
+        for index, raw in enumerate(settings.subscriptions)
+    ]
     for topic in settings.topics:
         await topics.put(topic)
     await topics.ensure_default()
-    built = [
-        subscriptions.build(raw, f"subscriptions[{index}]")
-        for index, raw in enumerate(settings.subscriptions)
-    ]
     for subscription in built:
         await subscriptions.put(subscription)
     pruned = await _prune(settings, topics, subscriptions) if settings.prune else 0

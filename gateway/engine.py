@@ -22,7 +22,7 @@ from typing import Any
 from gateway.backoff import next_delay, retry_after_seconds
 from gateway.clock import Clock
 from gateway.concurrency import AdaptiveLimit
-from gateway.deadletters import Failure
+from gateway.deadletters import MAX_DL_BODY, Failure
 from gateway.metrics import Metrics
 from gateway.outcomes import (
     Ack,
@@ -64,6 +64,7 @@ class Engine:
         self.rng = rng or random.Random()
         self.metrics = metrics or Metrics()
         self.lanes: dict[str, Lane] = {}
+        self.stopped = False
 
     async def start(self) -> None:
         await self.sink.start()
@@ -71,6 +72,8 @@ class Engine:
 
     def sync(self) -> None:
         """Give every subscription a lane, with its current policy; retire removed ones."""
+        if self.stopped:  # a reload while the server drains must not start lanes again
+            return
         current = {subscription.name: subscription for subscription in self.subscriptions.all()}
         for name in list(self.lanes):
             if name not in current:
@@ -92,6 +95,7 @@ class Engine:
         """Stop taking new work; give attempts in flight up to `grace` seconds to finish and
         record their outcome (fewer duplicates after a restart). Whatever is still in flight
         then is abandoned unrecorded, so it stays pending and is pushed again later."""
+        self.stopped = True
         lanes = list(self.lanes.values())
         self.lanes.clear()
         for lane in lanes:
@@ -146,13 +150,27 @@ class Lane:
         while True:
             self._wake.clear()
             now = self.engine.now()
-            room = self.limit.current - len(self.in_flight)
-            if room > 0:
-                for delivery in self.engine.store.deliveries.due(
-                    self.subscription.name, now, room, frozenset(self.in_flight)
-                ):
-                    self._launch(delivery)
-            await self._wait(now)
+            try:
+                self._take_due(now)
+                await self._wait(now)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a lane must outlive a bad read: log, pause, carry on
+                log.exception(
+                    "lane %s failed; retrying in %gs",
+                    self.subscription.name,
+                    ERROR_COOLDOWN,
+                    extra={"subscription": self.subscription.name},
+                )
+                await self.engine.clock.sleep(ERROR_COOLDOWN)
+
+    def _take_due(self, now: float) -> None:
+        room = self.limit.current - len(self.in_flight)
+        if room > 0:
+            for delivery in self.engine.store.deliveries.due(
+                self.subscription.name, now, room, frozenset(self.in_flight)
+            ):
+                self._launch(delivery)
 
     async def _wait(self, now: float) -> None:
         """Until woken (new deliveries, a free slot, a policy change) or the next due time."""
@@ -202,7 +220,13 @@ class Lane:
             return self._settlement(
                 delivery, DeadLetter("expired"), delivery.state.attempts, _last_failure(delivery)
             )
-        request = self._request(delivery.payload)
+        try:
+            request = self._request(delivery.payload)
+        except Exception as error:  # a stored event the push cannot be built from: give up
+            failure = Failure("invalid-event", f"{error.__class__.__name__}: {error}"[:256], None)
+            return self._settlement(
+                delivery, DeadLetter("permanent"), delivery.state.attempts + 1, failure
+            )
         started = self.engine.clock.monotonic()
         result = await self.engine.sink.push(
             subscription.target, request, subscription.ack_deadline
@@ -276,7 +300,9 @@ def _verdict(result: PushResult, permanent_codes: frozenset[int] | None) -> Verd
 
 def _failure(result: PushResult, target: Target) -> Failure:
     if result.status is not None:
-        return Failure(str(result.status), f"HTTP {result.status}", target.redact(result.body))
+        # Only 1 KiB is ever kept (dlbody): store no more than that with every retry.
+        body = target.redact(result.body)[: MAX_DL_BODY + 4]
+        return Failure(str(result.status), f"HTTP {result.status}", body)
     detail = None if result.detail is None else target.redact(result.detail.encode()).decode()
     return Failure(result.error, detail, None)
 

@@ -16,6 +16,7 @@ from gateway.openapi import Operation
 from gateway.problems import NotReady, problem_response
 
 SHUTTING_DOWN = "shutting down"
+STORE_FULL = "store full"
 
 
 class Readiness:
@@ -39,9 +40,10 @@ class Readiness:
 
     @property
     def accepting(self) -> bool:
-        """Publishes are taken while ready, and while shutting down (the store is still open
-        until Hypercorn has drained; refusing then would only bounce publishers)."""
-        return all(reason == SHUTTING_DOWN for reason in self.reasons())
+        """Publishes are taken while ready, while shutting down (the store is still open until
+        the server has drained; refusing then would only bounce publishers), and while the
+        store is full (the store answers 507 itself, and takes them again once there is room)."""
+        return all(reason in (SHUTTING_DOWN, STORE_FULL) for reason in self.reasons())
 
 
 def operations(readiness: Readiness) -> list[Operation]:

@@ -302,6 +302,10 @@ class PretryApi:
     # -- configuration -----------------------------------------------------------------------
 
     async def put_config(self, request: Request) -> Response:
+        async with self._subscriptions.mutations:  # one configuration change at a time
+            return await self._put_config_serialized(request)
+
+    async def _put_config_serialized(self, request: Request) -> Response:
         config = decode_body(await request.body(), shapes.PretryConfig)
         mapped = plan(config)
         built = [await self._build(mapped, index) for index in range(len(mapped.subscriptions))]
@@ -338,6 +342,10 @@ class PretryApi:
         return json_response(self._view(self._existing(request.path_params["identifier"])))
 
     async def delete_config(self, request: Request) -> Response:
+        async with self._subscriptions.mutations:  # one configuration change at a time
+            return await self._delete_config_serialized(request)
+
+    async def _delete_config_serialized(self, request: Request) -> Response:
         identifier = self._existing(request.path_params["identifier"]).identifier
         names = self._integrations(identifier)
         topics = [topic_name(identifier), dead_letter_topic_name(identifier)]

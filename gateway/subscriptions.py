@@ -7,10 +7,11 @@ with durations in seconds and a compiled filter, or raises ConfigError naming th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -29,6 +30,7 @@ from gateway.settings import (
 from gateway.store.lmdb import LmdbStore
 from gateway.targets import Target, build_target
 
+T = TypeVar("T")
 log = logging.getLogger("gateway.subscriptions")
 MAX_ACK_DEADLINE = 600.0
 MAX_DELIVERY_DELAY = 365 * 86400.0
@@ -215,7 +217,17 @@ def _reaches(edges: Mapping[str, set[str]], start: str, goal: str) -> bool:
 
 
 class SubscriptionRegistry:
-    """The subscriptions in force: persisted in the store's meta table, compiled in memory."""
+    """The subscriptions in force: persisted in the store's meta table, compiled in memory.
+
+    Fan-out reads the indexes from the writer thread while a change is committed. So the
+    indexes are never edited in place: each change builds new ones and swaps them in, inside
+    the same write operation that persists it. Publishes committed after a change see it,
+    those before it do not, and none sees half of it.
+
+    `mutations` serialises configuration changes (API, reload, Pretry), so a check and the
+    change it guards (no subscription uses this topic; no dead-letter cycle) cannot interleave
+    with another change.
+    """
 
     def __init__(
         self, store: LmdbStore, topic_exists: Callable[[str], bool], egress: EgressPolicy
@@ -224,16 +236,19 @@ class SubscriptionRegistry:
         self._topic_exists = topic_exists
         self.egress = egress
         self._by_name: dict[str, Subscription] = {}
-        self._by_topic: dict[str, list[Subscription]] = {}
+        self._by_topic: dict[str, tuple[Subscription, ...]] = {}
         self.on_change: Callable[[], None] = lambda: None
+        self.mutations = asyncio.Lock()
 
     def load(self) -> None:
         """Compile what the store holds; one that no longer validates is logged and skipped."""
         for raw in self._store.read(_stored_specs(self._store)):
             try:
-                self._index(build_subscription(raw, raw.name, self._topic_exists, self.egress))
+                subscription = build_subscription(raw, raw.name, self._topic_exists, self.egress)
             except ConfigError as error:
                 log.error("stored subscription %s is invalid and was skipped: %s", raw.name, error)
+                continue
+            self._swap(add=subscription)
 
     def get(self, name: str) -> Subscription | None:
         return self._by_name.get(name)
@@ -275,19 +290,33 @@ class SubscriptionRegistry:
         def run(txn: Any) -> bool:
             created = txn.get(key, db=self._store.db["meta"]) is None
             txn.put(key, spec, db=self._store.db["meta"])
+            self._swap(add=subscription)  # in the transaction's order (see class doc)
             return created
 
-        created = await self._store.write(run)
-        self._index(subscription)
+        created = await self._changed(run)
         self.on_change()
         return created
 
     async def delete(self, name: str) -> int:
         """Remove the subscription and its pending deliveries; returns how many were dropped."""
-        dropped = await self._store.delete_subscription(name)
-        self._unindex(name)
+
+        def run(txn: Any) -> int:
+            dropped = self._store.deliveries.delete_subscription(txn, name)
+            self._swap(remove=name)  # no publish after this one fans out to it
+            return dropped
+
+        dropped = await self._changed(run)
         self.on_change()
         return dropped
+
+    async def _changed(self, run: Callable[[Any], T]) -> T:
+        try:
+            return await self._store.write(run)
+        except BaseException:
+            # The commit failed after the indexes were swapped: rebuild them from the store.
+            self._by_name, self._by_topic = {}, {}
+            self.load()
+            raise
 
     def uses_topic(self, topic: str) -> list[str]:
         return [
@@ -296,15 +325,17 @@ class SubscriptionRegistry:
             if topic in (sub.topic, sub.dead_letter_topic)
         ]
 
-    def _index(self, subscription: Subscription) -> None:
-        self._unindex(subscription.name)
-        self._by_name[subscription.name] = subscription
-        self._by_topic.setdefault(subscription.topic, []).append(subscription)
-
-    def _unindex(self, name: str) -> None:
-        old = self._by_name.pop(name, None)
-        if old is not None:
-            self._by_topic[old.topic] = [s for s in self._by_topic[old.topic] if s.name != name]
+    def _swap(self, add: Subscription | None = None, remove: str | None = None) -> None:
+        by_name = dict(self._by_name)
+        if remove is not None:
+            by_name.pop(remove, None)
+        if add is not None:
+            by_name[add.name] = add
+        by_topic: dict[str, list[Subscription]] = {}
+        for subscription in sorted(by_name.values(), key=lambda sub: sub.name):
+            by_topic.setdefault(subscription.topic, []).append(subscription)
+        self._by_topic = {topic: tuple(subs) for topic, subs in by_topic.items()}
+        self._by_name = by_name
 
 
 def _stored_specs(store: LmdbStore) -> Callable[[Any], list[RawSubscription]]:

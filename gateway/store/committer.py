@@ -51,6 +51,7 @@ class CommitStats:
 
 
 _STOP = object()
+FRESH_ANNOUNCEMENT = 0.01
 
 
 class Committer:
@@ -74,6 +75,7 @@ class Committer:
         self._linger = linger
         self._observe = observe
         self._announced = 0
+        self._last_announced = 0.0
         self._announced_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="lmdb-writer", daemon=True)
@@ -92,6 +94,7 @@ class Committer:
         """A write is coming from this caller: let the writer wait for it (see module doc)."""
         with self._announced_lock:
             self._announced += 1
+            self._last_announced = time.monotonic()
 
     def withdraw(self) -> None:
         """The announced write will not come after all (the request failed first)."""
@@ -113,6 +116,12 @@ class Committer:
                 self._execute(batch)
                 self._resolve(batch)
 
+    def _expecting(self) -> bool:
+        """Announced writes are outstanding, and recently: a publisher still uploading a big
+        or slow body announced long ago and is not worth holding every commit for."""
+        fresh = time.monotonic() - self._last_announced < FRESH_ANNOUNCEMENT
+        return self._announced > 0 and fresh
+
     def _take(self, item: Any) -> Any:
         if isinstance(item, Operation) and item.announced:
             self.withdraw()
@@ -129,7 +138,7 @@ class Committer:
                 item = self._take(self._queue.get_nowait())
             except queue.Empty:
                 remaining = deadline - time.monotonic()
-                if self._announced <= 0 or remaining <= 0:
+                if remaining <= 0 or not self._expecting():
                     break
                 try:
                     item = self._take(self._queue.get(timeout=min(remaining, 0.0005)))

@@ -111,10 +111,13 @@ class LmdbStore:
         os.close(self._lock_fd)
 
     def used_bytes(self) -> int:
-        return int((self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"])
+        """Pages ever used (a high-water mark: freed pages are reused, not returned)."""
+        with self._read_gate:  # the writer thread may be resizing the map
+            return int((self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"])
 
     def map_size(self) -> int:
-        return int(self.env.info()["map_size"])
+        with self._read_gate:
+            return int(self.env.info()["map_size"])
 
     def _commit_transaction(self, txn: Transaction) -> None:
         """The one place a write transaction is committed (a test seam for fault injection)."""
@@ -292,9 +295,6 @@ class LmdbStore:
     async def record(self, settlement: Settlement, now: float) -> set[str]:
         """Record one attempt's outcome (group-committed); returns subscriptions to wake."""
         return await self.write(lambda txn: self.deliveries.settle(txn, settlement, now))
-
-    async def delete_subscription(self, name: str) -> int:
-        return await self.write(lambda txn: self.deliveries.delete_subscription(txn, name))
 
     def browse(
         self, topic: str, after: str | None, limit: int, selection: Selection | None = None
