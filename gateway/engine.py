@@ -43,6 +43,7 @@ from gateway.targets import Target
 
 log = logging.getLogger("gateway.engine")
 ERROR_COOLDOWN = 1.0
+UNSETTLED_PER_SLOT = 4
 
 
 class Engine:
@@ -118,8 +119,17 @@ class Lane:
         self.subscription = subscription
         self.engine = engine
         self.limit = AdaptiveLimit(subscription.max_concurrency)
+        # Every delivery taken and not yet settled (never fetched twice); of those, `pushing`
+        # are on the wire, which is what the concurrency limit counts. A push frees its slot
+        # as soon as it is answered, while its settlement is still being committed.
         self.in_flight: dict[int, asyncio.Task[None]] = {}
+        self.pushing = 0
         self.waiting = False
+        self._durations = engine.metrics.delivery_duration.labels(subscription.name)
+        self._outcomes = {
+            outcome: engine.metrics.deliveries.labels(subscription.name, outcome)
+            for outcome in ("acked", "retried", "deadlettered", "dropped")
+        }
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"lane:{subscription.name}")
 
@@ -164,8 +174,13 @@ class Lane:
                 )
                 await self.engine.clock.sleep(ERROR_COOLDOWN)
 
+    def _room(self) -> int:
+        """Free push slots, and no more than a few limits' worth awaiting settlement."""
+        unsettled = UNSETTLED_PER_SLOT * self.limit.current - len(self.in_flight)
+        return min(self.limit.current - self.pushing, unsettled)
+
     def _take_due(self, now: float) -> None:
-        room = self.limit.current - len(self.in_flight)
+        room = self._room()
         if room > 0:
             for delivery in self.engine.store.deliveries.due(
                 self.subscription.name, now, room, frozenset(self.in_flight)
@@ -175,7 +190,7 @@ class Lane:
     async def _wait(self, now: float) -> None:
         """Until woken (new deliveries, a free slot, a policy change) or the next due time."""
         delay = None
-        if len(self.in_flight) < self.limit.current:
+        if self._room() > 0:
             due = self.engine.store.deliveries.next_due(self.subscription.name, after=now)
             delay = None if due is None else max(0.0, due - now)
         waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait())}
@@ -228,11 +243,15 @@ class Lane:
                 delivery, DeadLetter("permanent"), delivery.state.attempts + 1, failure
             )
         started = self.engine.clock.monotonic()
-        result = await self.engine.sink.push(
-            subscription.target, request, subscription.ack_deadline
-        )
-        duration = self.engine.metrics.delivery_duration.labels(subscription.name)
-        duration.observe(self.engine.clock.monotonic() - started)
+        self.pushing += 1
+        try:
+            result = await self.engine.sink.push(
+                subscription.target, request, subscription.ack_deadline
+            )
+        finally:
+            self.pushing -= 1
+            self._wake.set()  # a slot is free; the settlement is recorded after this
+        self._durations.observe(self.engine.clock.monotonic() - started)
         return self._judge(delivery, result)
 
     def _request(self, payload: bytes) -> PushRequest:
@@ -252,7 +271,7 @@ class Lane:
             outcome = "retried"
         else:
             outcome = "deadlettered" if settlement.dead_letter_topic else "dropped"
-        self.engine.metrics.deliveries.labels(settlement.subscription, outcome).inc()
+        self._outcomes[outcome].inc()
 
     def _judge(self, delivery: DueDelivery, result: PushResult) -> Settlement:
         subscription = self.subscription
@@ -282,6 +301,7 @@ class Lane:
             attempts=attempts,
             failure=failure,
             dead_letter_topic=self.subscription.dead_letter_topic,
+            due=delivery.state.due,
             wall=self.engine.clock.now(),
         )
 

@@ -23,6 +23,7 @@ from gateway.sqs import SqsSink
 from gateway.targets import HttpTarget, SqsTarget, Target
 
 MAX_RESPONSE_BYTES = 64 * 1024
+MAX_REMEMBERED_URLS = 10_000
 _failed = PushResult.failed
 
 
@@ -65,6 +66,7 @@ class HttpSink:
         self.resolver = PolicyResolver(self.policy, resolver)
         self._max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
+        self._refusals: dict[str, str | None] = {}  # url -> why egress refuses it, or None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -85,10 +87,9 @@ class HttpSink:
     async def push(self, target: HttpTarget, request: PushRequest, deadline: float) -> PushResult:
         assert self._session is not None, "HttpSink.start() first"
         url = target.url
-        try:
-            self.policy.check_url(url)  # literal addresses never reach the resolver
-        except EgressDenied as error:
-            return _failed("egress-denied", str(error))
+        refusal = self._refusal(url)  # literal addresses never reach the resolver
+        if refusal is not None:
+            return _failed("egress-denied", refusal)
         try:
             async with asyncio.timeout(deadline):
                 return await self._post(self._session, url, request)
@@ -102,6 +103,19 @@ class HttpSink:
             return _failed("connect", str(error))
         except (aiohttp.ClientError, ValueError) as error:
             return _failed("protocol", f"{error.__class__.__name__}: {error}")
+
+    def _refusal(self, url: str) -> str | None:
+        """The policy's verdict on the URL itself, worked out once per URL (the policy is
+        fixed for the process; names are checked again on every resolution)."""
+        if url not in self._refusals:
+            if len(self._refusals) > MAX_REMEMBERED_URLS:
+                self._refusals.clear()
+            try:
+                self.policy.check_url(url)
+                self._refusals[url] = None
+            except EgressDenied as error:
+                self._refusals[url] = str(error)
+        return self._refusals[url]
 
     async def _post(
         self, session: aiohttp.ClientSession, url: str, request: PushRequest

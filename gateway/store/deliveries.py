@@ -51,6 +51,7 @@ class Settlement:
     failure: Failure | None
     dead_letter_topic: str | None = None
     wall: float = 0.0  # for the dltime attribute
+    due: float | None = None  # the due time it was taken at (lets an ack skip a read)
 
 
 class DeliveryLedger:
@@ -70,16 +71,23 @@ class DeliveryLedger:
         due: float,
         expires: float,
         payload: bytes | None = None,
+        *,
+        enqueued: float | None = None,
+        counted: bool = True,
     ) -> None:
-        """Create a pending delivery of event `seq` to `subscription`, due at `due`."""
-        state = keys.DeliveryState(topic, seq, 0, due, expires, payload=payload, enqueued=due)
+        """Create a pending delivery of event `seq` to `subscription`, due at `due` (later
+        than `enqueued`, now, when the subscription delays deliveries). `counted=False`: the
+        caller adds to the `published` counter itself, once for many."""
+        created = due if enqueued is None else enqueued
+        state = keys.DeliveryState(topic, seq, 0, due, expires, payload=payload, enqueued=created)
         txn.put(
             keys.delivery_key(subscription, seq),
             keys.encode_delivery(state),
             db=self._db["deliveries"],
         )
         txn.put(keys.due_key(subscription, due, seq), b"", db=self._db["due"])
-        self.count(txn, subscription, "published")
+        if counted:
+            self.count(txn, subscription, "published")
 
     def count(self, txn: Transaction, subscription: str, kind: str, by: int = 1) -> None:
         key = keys.counter_key(subscription, kind)
@@ -90,6 +98,8 @@ class DeliveryLedger:
     def settle(self, txn: Transaction, settlement: Settlement, now: float) -> set[str]:
         """Apply one attempt's decision; returns subscriptions that got new deliveries."""
         key = keys.delivery_key(settlement.subscription, settlement.seq)
+        if isinstance(settlement.decision, Ack) and settlement.due is not None:
+            return self._ack(txn, key, settlement, settlement.due)
         value = txn.get(key, db=self._db["deliveries"])
         if value is None:  # settled already (e.g. expired meanwhile) or subscription deleted
             return set()
@@ -103,6 +113,16 @@ class DeliveryLedger:
             self.count(txn, settlement.subscription, "acked")
             return set()
         return self._dead_letter(txn, settlement, state, decision, now)
+
+    def _ack(self, txn: Transaction, key: bytes, settlement: Settlement, due: float) -> set[str]:
+        """The common case, without reading the record: only this lane settles it, and if it
+        is gone (expired or deleted meanwhile) there is nothing to do."""
+        if txn.delete(key, db=self._db["deliveries"]):
+            txn.delete(
+                keys.due_key(settlement.subscription, due, settlement.seq), db=self._db["due"]
+            )
+            self.count(txn, settlement.subscription, "acked")
+        return set()
 
     def _reschedule(
         self, txn: Transaction, settlement: Settlement, state: keys.DeliveryState, due: float

@@ -238,7 +238,7 @@ class LmdbStore:
         retention = self._retention(txn, topic)
         seq = self._next_seq(txn)
         accepted = duplicates = 0
-        subscriptions: set[str] = set()
+        enqueued: dict[str, int] = {}
         for event in events:
             dedup = keys.dedup_key(topic, event.source, event.id)
             if self._is_duplicate(txn, dedup, retention, now):
@@ -252,9 +252,21 @@ class LmdbStore:
             )
             txn.put(dedup, keys.DEDUP_VALUE.pack(seq, now), db=self.db["dedup"])
             for subscription, delay in self.fanout(topic, event.attributes):
-                self.deliveries.enqueue(txn, subscription, topic, seq, now + delay, now + retention)
-                subscriptions.add(subscription)
+                self.deliveries.enqueue(
+                    txn,
+                    subscription,
+                    topic,
+                    seq,
+                    now + delay,
+                    now + retention,
+                    enqueued=now,
+                    counted=False,
+                )
+                enqueued[subscription] = enqueued.get(subscription, 0) + 1
             accepted += 1
+        for subscription, count in enqueued.items():  # one counter update per subscription
+            self.deliveries.count(txn, subscription, "published", count)
+        subscriptions = set(enqueued)
         txn.put(b"seq", keys.SEQ.pack(seq), db=self.db["meta"])
         if accepted:
             self.count_events(txn, topic, accepted)
@@ -288,7 +300,9 @@ class LmdbStore:
         self.count_events(txn, topic, 1)
         subscriptions: set[str] = set()
         for subscription, delay in self.fanout(topic, event_attributes(payload)):
-            self.deliveries.enqueue(txn, subscription, topic, seq, now + delay, now + retention)
+            self.deliveries.enqueue(
+                txn, subscription, topic, seq, now + delay, now + retention, enqueued=now
+            )
             subscriptions.add(subscription)
         return subscriptions
 
