@@ -90,8 +90,15 @@ async def reload_config(
     if source is None:
         raise ConfigError("the gateway was started without --config; there is no file to reload")
     settings = load_config(source)
-    if settings.server != running.server:
-        log.warning("server settings changed in %s; they take effect at the next restart", source)
+    for section, changed in (
+        ("server", settings.server != running.server),
+        ("egress", settings.egress != running.egress),
+        ("auth", settings.auth != running.auth),
+    ):
+        if changed:  # these are read once at start (the push client, the token check)
+            log.warning(
+                "%s settings changed in %s; they take effect at the next restart", section, source
+            )
     result = await apply_config(settings, topics, subscriptions)
     log.info(
         "configuration reloaded from %s: %d topics, %d subscriptions, %d pruned",
