@@ -48,11 +48,14 @@ class PushResult:
 def build_push(payload: bytes, content_mode: str) -> PushRequest:
     if content_mode == "data":
         return _data_push(payload)
-    event, original_time = from_stored(payload)
     if content_mode == "structured":
+        # The stored form is structured JSON already: send it as it is. Only the dedup pair
+        # is needed from it (for the webhook-id), so no SDK parse.
+        identity = orjson.loads(payload)
         return PushRequest(
-            {"content-type": STRUCTURED}, payload, event.get_source(), event.get_id()
+            {"content-type": STRUCTURED}, payload, str(identity["source"]), str(identity["id"])
         )
+    event, original_time = from_stored(payload)
     message = http.to_binary(event, _JSON)
     headers = dict(message.headers)
     if original_time is not None:
