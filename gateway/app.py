@@ -117,46 +117,17 @@ def create_app(
 async def _lifespan(
     gateway: Gateway, open_store: StoreOpener, now: SteadyTime, app: Starlette
 ) -> AsyncIterator[None]:
-    server = gateway.settings.server
     store = await asyncio.to_thread(open_store, gateway.settings)
     gateway.store = store
     try:
         topics, subscriptions = await _apply_config(gateway, store)
         store.on_commit = gateway.metrics.observe_commit
-        engine = Engine(
-            store, subscriptions, gateway.sink, gateway.clock, now, gateway.rng, gateway.metrics
-        )
-        gateway.engine = engine
-        await engine.start()
-        subscriptions.on_change = engine.sync
-        receiver = Receiver(
-            store,
-            topics,
-            gateway.readiness,
-            now,
-            gateway.settings.server.max_body_size,
-            gateway.metrics,
-            Limits(server.max_event_size, server.max_extensions),
-            on_published=lambda topic, result: engine.wake(result.subscriptions),
-        )
-        served = [
-            *receiver.operations(),
-            *TopicsApi(store, topics, subscriptions).operations(),
-            *SubscriptionsApi(store, subscriptions, gateway.sink.resolver).operations(),
-            *DeadLettersApi(store, topics, subscriptions, now, engine.wake).operations(),
-            *ConfigApi(gateway.reload).operations(),
-            *PretryApi(
-                store, topics, subscriptions, receiver, gateway.sink.resolver, gateway.clock.now
-            ).operations(),
-        ]
+        engine = await _start_engine(gateway, store, subscriptions, now)
+        served = _build_apis(gateway, store, topics, subscriptions, engine, now)
         gateway.operations.extend(served)
         app.router.routes.extend(openapi.routes(served))
-        gateway.readiness.checks.append(lambda: health.STORE_FULL if store.full else None)
-        gateway.metrics.watch(Sources(store, topics, subscriptions, engine, gateway.readiness, now))
-        gateway.tasks.append(asyncio.create_task(measure_loop_lag(gateway.metrics)))
-        gateway.tasks.append(
-            asyncio.create_task(run_retention(store, now, gateway.clock, engine.wake))
-        )
+        sources = Sources(store, topics, subscriptions, engine, gateway.readiness, now)
+        _start_background(gateway, sources)
         gateway.readiness.set_ready()
         yield
     finally:
@@ -169,6 +140,63 @@ async def _lifespan(
         await asyncio.to_thread(store.close)
 
 
+async def _start_engine(
+    gateway: Gateway, store: LmdbStore, subscriptions: SubscriptionRegistry, now: SteadyTime
+) -> Engine:
+    """Start the push lanes and keep them in step with subscription changes."""
+    engine = Engine(
+        store, subscriptions, gateway.sink, gateway.clock, now, gateway.rng, gateway.metrics
+    )
+    gateway.engine = engine
+    await engine.start()
+    subscriptions.on_change = engine.sync
+    return engine
+
+
+def _build_apis(
+    gateway: Gateway,
+    store: LmdbStore,
+    topics: TopicRegistry,
+    subscriptions: SubscriptionRegistry,
+    engine: Engine,
+    now: SteadyTime,
+) -> list[openapi.Operation]:
+    """The ingress, admin and pretry routes, each declared once as an `Operation`."""
+    server = gateway.settings.server
+    receiver = Receiver(
+        store,
+        topics,
+        gateway.readiness,
+        now,
+        server.max_body_size,
+        gateway.metrics,
+        Limits(server.max_event_size, server.max_extensions),
+        on_published=lambda topic, result: engine.wake(result.subscriptions),
+    )
+    return [
+        *receiver.operations(),
+        *TopicsApi(store, topics, subscriptions).operations(),
+        *SubscriptionsApi(store, subscriptions, gateway.sink.resolver).operations(),
+        *DeadLettersApi(store, topics, subscriptions, now, engine.wake).operations(),
+        *ConfigApi(gateway.reload).operations(),
+        *PretryApi(
+            store, topics, subscriptions, receiver, gateway.sink.resolver, gateway.clock.now
+        ).operations(),
+    ]
+
+
+def _start_background(gateway: Gateway, sources: Sources) -> None:
+    """The store-full readiness check, metrics over `sources`, the loop-lag probe and the
+    retention sweep."""
+    store, engine = sources.store, sources.engine
+    gateway.readiness.checks.append(lambda: health.STORE_FULL if store.full else None)
+    gateway.metrics.watch(sources)
+    gateway.tasks.append(asyncio.create_task(measure_loop_lag(gateway.metrics)))
+    gateway.tasks.append(
+        asyncio.create_task(run_retention(store, sources.now, gateway.clock, engine.wake))
+    )
+
+
 async def _apply_config(
     gateway: Gateway, store: LmdbStore
 ) -> tuple[TopicRegistry, SubscriptionRegistry]:
@@ -178,7 +206,7 @@ async def _apply_config(
     registry.load()
     await apply_config(gateway.settings, topics, registry)
     store.fanout = registry.fanout
-    store.deliveries.expiry_targets = lambda topic: [
+    store.deliveries.subscriptions_of = lambda topic: [
         (subscription.name, subscription.dead_letter_topic)
         for subscription in registry.on_topic(topic)
     ]

@@ -27,7 +27,9 @@ from gateway.settings import (
     Settings,
     duration_at,
 )
+from gateway.store import keys
 from gateway.store.lmdb import LmdbStore
+from gateway.store.scan import scan_prefix
 from gateway.targets import Target, build_target
 
 T = TypeVar("T")
@@ -284,7 +286,7 @@ class SubscriptionRegistry:
         return subscription
 
     async def put(self, subscription: Subscription) -> bool:
-        key = b"subscription/" + subscription.name.encode()
+        key = keys.subscription_key(subscription.name)
         spec = msgspec.json.encode(subscription.spec)
 
         def run(txn: Any) -> bool:
@@ -340,13 +342,7 @@ class SubscriptionRegistry:
 
 def _stored_specs(store: LmdbStore) -> Callable[[Any], list[RawSubscription]]:
     def run(txn: Any) -> list[RawSubscription]:
-        cursor = txn.cursor(db=store.db["meta"])
-        found = []
-        if cursor.set_range(b"subscription/"):
-            for key, value in cursor:
-                if not key.startswith(b"subscription/"):
-                    break
-                found.append(msgspec.json.decode(value, type=RawSubscription))
-        return found
+        rows = scan_prefix(txn, store.db["meta"], keys.SUBSCRIPTION_PREFIX)
+        return [msgspec.json.decode(value, type=RawSubscription) for _, value in rows]
 
     return run

@@ -10,7 +10,6 @@ published = acked + deadlettered + dropped + pending (R8).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,16 +19,15 @@ import orjson
 from gateway.deadletters import Failure, dead_letter_attributes, dead_letter_payload
 from gateway.outcomes import Ack, DeadLetter, Decision, RetryAt
 from gateway.store import keys
+from gateway.store.base import SubscriptionsOf
 from gateway.store.committer import Transaction
+from gateway.store.scan import delete_prefix, scan_keys, scan_prefix
 
 if TYPE_CHECKING:
     from gateway.store.lmdb import LmdbStore
 
 NO_DEDUP = bytes(32)  # dead letters are never deduplicated (two subscriptions may give up)
 COUNTERS = ("published", "acked", "deadlettered", "dropped")
-
-# For a topic: each (subscription, dead-letter topic or None) that may hold deliveries of it.
-ExpiryTargets = Callable[[str], Sequence[tuple[str, str | None]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +56,8 @@ class DeliveryLedger:
     def __init__(self, store: LmdbStore) -> None:
         self._store = store
         self._db = store.db
-        self.expiry_targets: ExpiryTargets = lambda topic: ()
+        # Set by the app from the subscription registry; expiry, purge and redrive use it.
+        self.subscriptions_of: SubscriptionsOf = lambda topic: ()
 
     # -- writes inside a transaction -------------------------------------------------------
 
@@ -190,7 +189,7 @@ class DeliveryLedger:
     ) -> set[str]:
         """The event's retention ended: every delivery still pending is dead-lettered/dropped."""
         woken: set[str] = set()
-        for subscription, dead_letter_topic in self.expiry_targets(topic):
+        for subscription, dead_letter_topic in self.subscriptions_of(topic):
             value = txn.get(keys.delivery_key(subscription, seq), db=self._db["deliveries"])
             if value is None:
                 continue
@@ -211,7 +210,7 @@ class DeliveryLedger:
     def drop_event(self, txn: Transaction, topic: str, seq: int, reason: str) -> None:
         """The event left its topic (purged, redriven): its pending deliveries to that topic's
         subscriptions can never be made, so they are dropped and counted, not left stuck."""
-        for subscription, _ in self.expiry_targets(topic):
+        for subscription, _ in self.subscriptions_of(topic):
             value = txn.get(keys.delivery_key(subscription, seq), db=self._db["deliveries"])
             if value is not None:
                 self._remove(txn, subscription, keys.decode_delivery(value))
@@ -220,10 +219,10 @@ class DeliveryLedger:
 
     def delete_subscription(self, txn: Transaction, subscription: str) -> int:
         """Drop every pending delivery of `subscription` and its counters; returns how many."""
-        dropped = _delete_prefix(txn, self._db["deliveries"], keys.due_prefix(subscription))
-        _delete_prefix(txn, self._db["due"], keys.due_prefix(subscription))
-        _delete_prefix(txn, self._db["meta"], keys.counter_key(subscription, ""))
-        txn.delete(b"subscription/" + subscription.encode(), db=self._db["meta"])
+        dropped = delete_prefix(txn, self._db["deliveries"], keys.delivery_prefix(subscription))
+        delete_prefix(txn, self._db["due"], keys.due_prefix(subscription))
+        delete_prefix(txn, self._db["meta"], keys.counter_key(subscription, ""))
+        txn.delete(keys.subscription_key(subscription), db=self._db["meta"])
         return dropped
 
     # -- reads -----------------------------------------------------------------------------
@@ -236,12 +235,9 @@ class DeliveryLedger:
         horizon = keys.due_key(subscription, now, 2**64 - 1)
 
         def run(txn: Transaction) -> list[DueDelivery]:
-            cursor = txn.cursor(db=self._db["due"])
             found: list[DueDelivery] = []
-            if not cursor.set_range(prefix):
-                return found
-            for key in cursor.iternext(keys=True, values=False):
-                if len(found) >= limit or not key.startswith(prefix) or key > horizon:
+            for key in scan_keys(txn, self._db["due"], prefix):
+                if len(found) >= limit or key > horizon:
                     break
                 _, seq = keys.split_due_key(key)
                 if seq not in skip:
@@ -274,20 +270,16 @@ class DeliveryLedger:
         prefix = keys.counter_key(subscription, "")
 
         def run(txn: Transaction) -> dict[str, int]:
-            cursor = txn.cursor(db=self._db["meta"])
             found = dict.fromkeys(COUNTERS, 0)
-            if cursor.set_range(prefix):
-                for key, value in cursor:
-                    if not key.startswith(prefix):
-                        break
-                    found[key[len(prefix) :].decode()] = int(keys.SEQ.unpack(value)[0])
+            for key, value in scan_prefix(txn, self._db["meta"], prefix):
+                found[key[len(prefix) :].decode()] = int(keys.SEQ.unpack(value)[0])
             return found
 
         return self._store.read(run)
 
     def oldest_pending(self, subscription: str) -> float | None:
         """When the oldest pending delivery was created (deliveries are keyed in seq order)."""
-        prefix = keys.due_prefix(subscription)
+        prefix = keys.delivery_prefix(subscription)
 
         def run(txn: Transaction) -> float | None:
             cursor = txn.cursor(db=self._db["deliveries"])
@@ -298,31 +290,14 @@ class DeliveryLedger:
         return self._store.read(run)
 
     def pending(self, subscription: str) -> int:
-        prefix = keys.due_prefix(subscription)
+        """Pending deliveries counted row by row: an O(n) scan, for tests to check the
+        `published - settled` figure the counters give (the gateway itself never calls it)."""
+        prefix = keys.delivery_prefix(subscription)
 
         def run(txn: Transaction) -> int:
-            cursor = txn.cursor(db=self._db["deliveries"])
-            count = 0
-            if cursor.set_range(prefix):
-                for key in cursor.iternext(keys=True, values=False):
-                    if not key.startswith(prefix):
-                        break
-                    count += 1
-            return count
+            return sum(1 for _ in scan_keys(txn, self._db["deliveries"], prefix))
 
         return self._store.read(run)
-
-
-def _delete_prefix(txn: Transaction, db: object, prefix: bytes) -> int:
-    cursor = txn.cursor(db=db)
-    deleted = 0
-    if not cursor.set_range(prefix):
-        return 0
-    while cursor.key().startswith(prefix):
-        deleted += 1
-        if not cursor.delete():
-            break
-    return deleted
 
 
 def event_attributes(payload: bytes) -> dict[str, object]:

@@ -4,7 +4,7 @@
     dedup       sha256(topic, source, id)       -> seq(u64) received(f64)
     deliveries  subscription \\0 seq(u64)       -> DeliveryState (msgpack)
     due         subscription \\0 due_ms(u64) seq -> b""          (the due-time index)
-    meta        b"seq"                          -> next seq(u64)
+    meta        b"seq"                          -> last seq assigned (u64; absent before the first)
                 b"topic/" name                  -> topic settings (JSON)
                 b"subscription/" name           -> subscription spec (JSON)
                 b"count/" subscription "/" kind -> u64 counter
@@ -25,6 +25,9 @@ SEQ = struct.Struct(">Q")
 EVENT_HEADER = struct.Struct(">d32s")
 DEDUP_VALUE = struct.Struct(">Qd")
 SEP = b"\x00"
+LAST_SEQ = b"seq"
+TOPIC_PREFIX = b"topic/"
+SUBSCRIPTION_PREFIX = b"subscription/"
 
 
 class DeliveryState(msgspec.Struct, array_like=True, frozen=True):
@@ -76,8 +79,12 @@ def split_event_value(value: bytes) -> tuple[float, bytes, bytes]:
     return received, dedup, bytes(value[EVENT_HEADER.size :])
 
 
+def delivery_prefix(subscription: str) -> bytes:
+    return subscription.encode() + SEP
+
+
 def delivery_key(subscription: str, seq: int) -> bytes:
-    return subscription.encode() + SEP + SEQ.pack(seq)
+    return delivery_prefix(subscription) + SEQ.pack(seq)
 
 
 def due_prefix(subscription: str) -> bytes:
@@ -99,6 +106,14 @@ def encode_delivery(state: DeliveryState) -> bytes:
 
 def decode_delivery(value: bytes) -> DeliveryState:
     return _DELIVERY_DECODER.decode(value)
+
+
+def topic_key(topic: str) -> bytes:
+    return TOPIC_PREFIX + topic.encode()
+
+
+def subscription_key(subscription: str) -> bytes:
+    return SUBSCRIPTION_PREFIX + subscription.encode()
 
 
 def counter_key(subscription: str, kind: str) -> bytes:

@@ -4,20 +4,30 @@ Redrive moves a dead letter back to its original subscription as a fresh deliver
 carries the event itself (without the `dl*` attributes, keeping id and source so subscribers can
 deduplicate) and deletes it from the dead-letter topic in the same transaction: a crash halfway
 loses nothing, and repeating a redrive duplicates nothing (RELIABILITY R18).
+
+`redrive_dead_letters` and `purge_dead_letters` drive the batches for `LmdbStore`; `run_batch`
+and the actions are what one batch does inside its transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from gateway.deadletters import redriven_payload
 from gateway.store import keys
+from gateway.store.base import DeadLetterResult
 from gateway.store.committer import Transaction
 from gateway.store.deliveries import DeliveryLedger
+from gateway.store.scan import scan_keys
+from gateway.store.topics import count_events, topic_retention
+
+if TYPE_CHECKING:
+    from gateway.store.lmdb import LmdbStore
 
 BATCH = 1000
 SCAN_WINDOW = 4 * BATCH
@@ -40,6 +50,50 @@ class Selection:
         if self.subscription is not None and document.get("dlsubscription") != self.subscription:
             return False
         return self.reason is None or document.get("dlreason") == self.reason
+
+
+# One batch in its write transaction: (after, woken, txn) -> (handled, skipped, last, done).
+Batch = Callable[[int, set[str], Transaction], tuple[int, int, int, bool]]
+
+
+async def redrive_dead_letters(
+    store: LmdbStore, topic: str, selection: Selection, retention_of: RetentionOf, now: float
+) -> DeadLetterResult:
+    """Move selected dead letters back to their subscriptions, a batch per transaction."""
+
+    def batch(after: int, woken: set[str], txn: Transaction) -> tuple[int, int, int, bool]:
+        topic_retention(txn, store.db, topic)  # 404 for an unknown topic
+        act = redrive_action(txn, store.db, store.deliveries, topic, retention_of, now, woken)
+        moved, skipped, last, done = run_batch(txn, store.db, topic, selection, after, act)
+        count_events(txn, store.db, topic, -moved)
+        return moved, skipped, last, done
+
+    return await _batches(store, batch)
+
+
+async def purge_dead_letters(
+    store: LmdbStore, topic: str, selection: Selection
+) -> DeadLetterResult:
+    """Delete selected dead letters, a batch per transaction."""
+
+    def batch(after: int, woken: set[str], txn: Transaction) -> tuple[int, int, int, bool]:
+        topic_retention(txn, store.db, topic)  # 404 for an unknown topic
+        act = purge_action(txn, store.db, store.deliveries, topic)
+        purged, skipped, last, done = run_batch(txn, store.db, topic, selection, after, act)
+        count_events(txn, store.db, topic, -purged)
+        return purged, skipped, last, done
+
+    return await _batches(store, batch)
+
+
+async def _batches(store: LmdbStore, batch: Batch) -> DeadLetterResult:
+    handled = skipped = after = 0
+    woken: set[str] = set()
+    done = False
+    while not done:
+        moved, left, after, done = await store.write(partial(batch, after, woken))
+        handled, skipped = handled + moved, skipped + left
+    return DeadLetterResult(handled, skipped, frozenset(woken))
 
 
 # What to do with one selected dead letter: True if handled (moved or removed), False if it
@@ -123,13 +177,8 @@ def _scan(
     caller deletes as it goes and reads each payload when it gets to it), and whether the
     window reached the topic's end."""
     prefix = keys.topic_prefix(topic)
-    cursor = txn.cursor(db=db["events"])
     found: list[int] = []
-    if not cursor.set_range(keys.event_key(topic, after + 1)):
-        return found, True
-    for key in cursor.iternext(keys=True, values=False):
-        if not key.startswith(prefix):
-            return found, True
+    for key in scan_keys(txn, db["events"], prefix, start=keys.event_key(topic, after + 1)):
         if len(found) >= SCAN_WINDOW:
             return found, False
         found.append(keys.seq_of(key))
