@@ -43,7 +43,6 @@ from gateway.targets import Target
 
 log = logging.getLogger("gateway.engine")
 ERROR_COOLDOWN = 1.0
-UNSETTLED_PER_SLOT = 4
 
 
 class Engine:
@@ -119,11 +118,10 @@ class Lane:
         self.subscription = subscription
         self.engine = engine
         self.limit = AdaptiveLimit(subscription.max_concurrency)
-        # Every delivery taken and not yet settled (never fetched twice); of those, `pushing`
-        # are on the wire, which is what the concurrency limit counts. A push frees its slot
-        # as soon as it is answered, while its settlement is still being committed.
+        # Every delivery taken and not yet settled. A slot is held until the outcome is
+        # committed, not just until the answer: after a crash, only what the slots held can be
+        # pushed twice (RELIABILITY R2: at most one duplicate per in-flight slot).
         self.in_flight: dict[int, asyncio.Task[None]] = {}
-        self.pushing = 0
         self.waiting = False
         self._durations = engine.metrics.delivery_duration.labels(subscription.name)
         self._outcomes = {
@@ -175,9 +173,7 @@ class Lane:
                 await self.engine.clock.sleep(ERROR_COOLDOWN)
 
     def _room(self) -> int:
-        """Free push slots, and no more than a few limits' worth awaiting settlement."""
-        unsettled = UNSETTLED_PER_SLOT * self.limit.current - len(self.in_flight)
-        return min(self.limit.current - self.pushing, unsettled)
+        return self.limit.current - len(self.in_flight)
 
     def _take_due(self, now: float) -> None:
         room = self._room()
@@ -243,14 +239,9 @@ class Lane:
                 delivery, DeadLetter("permanent"), delivery.state.attempts + 1, failure
             )
         started = self.engine.clock.monotonic()
-        self.pushing += 1
-        try:
-            result = await self.engine.sink.push(
-                subscription.target, request, subscription.ack_deadline
-            )
-        finally:
-            self.pushing -= 1
-            self._wake.set()  # a slot is free; the settlement is recorded after this
+        result = await self.engine.sink.push(
+            subscription.target, request, subscription.ack_deadline
+        )
         self._durations.observe(self.engine.clock.monotonic() - started)
         return self._judge(delivery, result)
 
