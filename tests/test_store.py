@@ -269,3 +269,67 @@ async def test_full_store_answers_507_and_is_not_ready(tmp_path: Path) -> None:
         ready: Any = (await gw.client.get("/readyz")).json()
         assert ready["status"] == 503 and "store full" in ready["reasons"]
         assert len(event_ids(gw.store)) == statuses.count(202)
+
+
+async def test_full_store_still_settles_deliveries(tmp_path: Path) -> None:
+    """R13: at the maximum map size publishes get 507, while deliveries already stored are
+    still pushed and their acks committed (acks free room; they are not refused with them)."""
+    from tests.conftest import LOOPBACK_EGRESS, settle, status, subscription
+    from tests.subscriber import Answer, run_subscriber
+
+    payload = orjson.dumps({"pad": "x" * 8000})
+    async with run_subscriber() as sub:
+        down = True
+        sub.script = lambda r: Answer(503 if down else 200)
+        spec = subscription(
+            "s1", sub.url, retryPolicy={"minimumBackoff": "50ms", "maximumBackoff": "50ms"}
+        )
+        settings = make_settings(
+            tmp_path / "d",
+            egress=LOOPBACK_EGRESS,
+            server={"mapSize": "1MiB", "maxMapSize": "1MiB"},
+            subscriptions=[spec],
+        )
+        async with run_gateway(settings) as gw:
+            for index in range(400):
+                response = await gw.client.post(
+                    "/topics/orders/events",
+                    headers={**BINARY_HEADERS, "ce-id": f"f{index}"},
+                    content=payload,
+                )
+                if response.status_code == 507:
+                    break
+            assert response.status_code == 507
+            full_at = len(event_ids(gw.store))
+            down = False  # the subscriber recovers while the store is still full...
+            refused = 0
+
+            async def keep_publishing(worker: int) -> None:  # ...and publishers keep trying
+                nonlocal refused
+                deadline = asyncio.get_running_loop().time() + 1.5  # bounded in time and count
+                for index in range(5000):
+                    if asyncio.get_running_loop().time() > deadline:
+                        return
+                    response = await gw.client.post(
+                        "/topics/orders/events",
+                        headers={**BINARY_HEADERS, "ce-id": f"late{worker}-{index}"},
+                        content=payload,
+                    )
+                    refused += response.status_code == 507
+
+            await asyncio.gather(*(keep_publishing(worker) for worker in range(8)))
+            assert refused > 0
+            # While they were refused, every delivery stored when it filled up was pushed and
+            # its ack committed (a late publish that fit after acks freed pages may still be
+            # on its way: it is checked after settling below).
+            assert status(gw, "s1")["acked"] >= full_at
+            await settle(gw)
+            stored = len(event_ids(gw.store))  # acks freed pages: a late publish may fit
+            assert status(gw, "s1") == {
+                "published": stored,
+                "acked": stored,
+                "deadlettered": 0,
+                "dropped": 0,
+                "pending": 0,
+            }
+            assert {r.event_id for r in sub.received} == set(event_ids(gw.store))

@@ -119,7 +119,9 @@ class Store(Protocol):
 
     def read(self, run: Callable[[Transaction], T]) -> T: ...
 
-    async def write(self, run: Callable[[Transaction], T], announced: bool = False) -> T: ...
+    async def write(
+        self, run: Callable[[Transaction], T], announced: bool = False, grows: bool = False
+    ) -> T: ...
 
     def announce(self) -> None:
         """A publish is on its way (lets group commit wait for it briefly)."""

@@ -40,6 +40,7 @@ class Operation(Generic[T]):
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[T]
     announced: bool = False
+    grows: bool = False  # adds data (a publish); refused first when the map is at its maximum
     result: Any = None
     error: BaseException | None = None
 
@@ -101,11 +102,15 @@ class Committer:
         with self._announced_lock:
             self._announced -= 1
 
-    async def submit(self, run: Callable[[Transaction], T], announced: bool = False) -> T:
-        """Queue `run` for the next commit; `announced` if `announce()` was called for it."""
+    async def submit(
+        self, run: Callable[[Transaction], T], announced: bool = False, grows: bool = False
+    ) -> T:
+        """Queue `run` for the next commit; `announced` if `announce()` was called for it;
+        `grows` if it adds data (refused first when the store is full)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        self._queue.put(Operation(run=run, loop=loop, future=future, announced=announced))
+        operation = Operation(run=run, loop=loop, future=future, announced=announced, grows=grows)
+        self._queue.put(operation)
         return await future
 
     def _run(self) -> None:
@@ -161,8 +166,9 @@ class Committer:
                 if not grown and self._on_map_full():
                     grown = True
                     continue
-                self._fail(pending, error)
-                return
+                pending = self._without_growth(pending, error)
+                if not pending:
+                    return
             except _OperationFailed as failed:
                 # An operation raised: drop it and re-run the rest, so nothing half-applied lands.
                 pending.remove(failed.operation)
@@ -170,6 +176,17 @@ class Committer:
                 log.warning("commit failed: %s", error.__class__.__name__)
                 self._fail(pending, error)
                 return
+
+    def _without_growth(
+        self, pending: list[Operation[Any]], error: BaseException
+    ) -> list[Operation[Any]]:
+        """The map is full at its maximum: refuse what adds data (publishes get 507) and keep
+        the rest, so acks, retries and purges still commit and free room (RELIABILITY R13).
+        If nothing in the batch adds data, none of it can commit: fail it all."""
+        growth = [operation for operation in pending if operation.grows]
+        rest = [operation for operation in pending if not operation.grows]
+        self._fail(growth or pending, error)
+        return rest if growth else []
 
     def _apply(self, pending: list[Operation[Any]]) -> None:
         txn = self._begin()

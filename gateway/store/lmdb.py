@@ -170,9 +170,11 @@ class LmdbStore:
         """The announced publish will not come (it failed before reaching the store)."""
         self._committer.withdraw()
 
-    async def write(self, run: Callable[[Transaction], T], announced: bool = False) -> T:
+    async def write(
+        self, run: Callable[[Transaction], T], announced: bool = False, grows: bool = False
+    ) -> T:
         """Run `run` in the next group-committed write transaction."""
-        return await self._committer.submit(run, announced)
+        return await self._committer.submit(run, announced, grows)
 
     # -- delegates: each concern lives in its own module -----------------------------------
 
@@ -199,7 +201,7 @@ class LmdbStore:
         self, topic: str, events: Sequence[IncomingEvent], now: float, announced: bool = False
     ) -> PublishResult:
         return await self.write(
-            lambda txn: publish_events(txn, self, topic, events, now), announced
+            lambda txn: publish_events(txn, self, topic, events, now), announced, grows=True
         )
 
     def append(self, txn: Transaction, topic: str, payload: bytes, now: float) -> set[str]:
