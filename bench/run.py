@@ -640,32 +640,14 @@ class Bench:
         figures: dict[str, Any] = {}
         gateway = self.gateway("profile-publish")
         try:
-            self.started(gateway)
-            recorder = self.py_spy(spy, gateway.pid, seconds, "publish")
-            h.wrk(
-                gateway.url + "/topics/bench/events",
-                mode="single",
-                count=10**6,
-                seconds=seconds + 2,
-                prefix=self.prefix("prof"),
-            )
-            figures["publish-single"] = self.py_spy_summary(recorder)
+            figures["publish-single"] = self.profile_publishing(spy, gateway, "publish")
         finally:
             gateway.stop()
         workdir = self.fresh_dir("profile-mixed-sink")
         sink = h.Sink(workdir).up()
         gateway = self.gateway("profile-mixed", [self.subscription(sink.url)], workdir)
         try:
-            self.started(gateway)
-            recorder = self.py_spy(spy, gateway.pid, seconds, "mixed")
-            h.wrk(
-                gateway.url + "/topics/bench/events",
-                mode="single",
-                count=10**6,
-                seconds=seconds + 2,
-                prefix=self.prefix("prof"),
-            )
-            figures["publish-single with push"] = self.py_spy_summary(recorder)
+            figures["publish-single with push"] = self.profile_publishing(spy, gateway, "mixed")
         finally:
             gateway.stop()
             sink.stop()
@@ -683,6 +665,20 @@ class Bench:
         finally:
             sink.stop()
         return figures
+
+    def profile_publishing(self, spy: str, gateway: Any, name: str) -> dict[str, Any]:
+        """py-spy on a started gateway while wrk publishes single events to it."""
+        seconds = self.options.profile_seconds
+        self.started(gateway)
+        recorder = self.py_spy(spy, gateway.pid, seconds, name)
+        h.wrk(
+            gateway.url + "/topics/bench/events",
+            mode="single",
+            count=10**6,
+            seconds=seconds + 2,
+            prefix=self.prefix("prof"),
+        )
+        return self.py_spy_summary(recorder)
 
     def py_spy(self, spy: str, pid: int, seconds: float, name: str) -> tuple[Any, Path]:
         output = self.workdir / f"py-spy-{name}.txt"

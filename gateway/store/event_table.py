@@ -119,14 +119,6 @@ def browse_page(
     return Page(found, None)
 
 
-def read_event(txn: Transaction, db: Mapping[str, Any], topic: str, seq: int) -> StoredEvent | None:
-    value = txn.get(keys.event_key(topic, seq), db=db["events"])
-    if value is None:
-        return None
-    received, _, payload = keys.split_event_value(value)
-    return StoredEvent(seq, received, payload)
-
-
 def cursor_seq(after: str | None) -> int:
     """The seq a page's `after` cursor names (0: from the start); a 400 naming `after` if it
     is not one."""

@@ -34,7 +34,6 @@ from gateway.store.base import (
     Page,
     PublishResult,
     Store,
-    StoredEvent,
     SweepResult,
 )
 from gateway.store.committer import Committer, Transaction
@@ -44,7 +43,6 @@ from gateway.store.event_table import (
     browse_page,
     cursor_seq,
     publish_events,
-    read_event,
 )
 from gateway.store.redrive import (
     RetentionOf,
@@ -221,9 +219,6 @@ class LmdbStore:
         start = cursor_seq(after) + 1
         return self.read(lambda txn: browse_page(txn, self.db, topic, start, limit, selection))
 
-    def get_event(self, topic: str, seq: int) -> StoredEvent | None:
-        return self.read(lambda txn: read_event(txn, self.db, topic, seq))
-
     async def redrive(
         self, topic: str, selection: Selection, retention_of: RetentionOf, now: float
     ) -> DeadLetterResult:
@@ -263,8 +258,6 @@ def _translate(error: BaseException) -> BaseException:
             "the event store reached server.maxMapSize; purge dead letters, shorten retention "
             "or raise server.maxMapSize"
         )
-    if isinstance(error, lmdb.Error):
-        return StoreFailure(f"the store could not commit ({error.__class__.__name__}); retry")
     return StoreFailure(f"the store could not commit ({error.__class__.__name__}); retry")
 
 
