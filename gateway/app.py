@@ -32,6 +32,7 @@ from gateway.receiver import Receiver
 from gateway.retention import run_retention
 from gateway.settings import Settings
 from gateway.sinks import Sinks
+from gateway.store import mapped
 from gateway.store.lmdb import LmdbStore
 from gateway.subscriptions import SubscriptionRegistry, egress_policy
 from gateway.topics import TopicRegistry
@@ -186,8 +187,8 @@ def _build_apis(
 
 
 def _start_background(gateway: Gateway, sources: Sources) -> None:
-    """The store-full readiness check, metrics over `sources`, the loop-lag probe and the
-    retention sweep."""
+    """The store-full readiness check, metrics over `sources`, the loop-lag probe, the
+    retention sweep and the trimming of the store's mapped memory."""
     store, engine = sources.store, sources.engine
     gateway.readiness.checks.append(lambda: health.STORE_FULL if store.full else None)
     gateway.metrics.watch(sources)
@@ -195,6 +196,7 @@ def _start_background(gateway: Gateway, sources: Sources) -> None:
     gateway.tasks.append(
         asyncio.create_task(run_retention(store, sources.now, gateway.clock, engine.wake))
     )
+    gateway.tasks.append(asyncio.create_task(mapped.trim_periodically(store.release_mapped_pages)))
 
 
 async def _apply_config(

@@ -13,6 +13,7 @@ One attempt reads as steps: build the request, push, classify, decide, record.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -35,6 +36,7 @@ from gateway.outcomes import (
     decide,
 )
 from gateway.pushes import PushRequest, PushResult, build_push, with_credentials
+from gateway.recorder import Recorder
 from gateway.sinks import Sinks
 from gateway.store.deliveries import DueDelivery, Settlement
 from gateway.store.lmdb import LmdbStore
@@ -100,9 +102,9 @@ class Engine:
         self.lanes.clear()
         for lane in lanes:
             lane.stop_taking()
-        in_flight = [task for lane in lanes for task in lane.in_flight.values()]
-        if in_flight and grace > 0:
-            await asyncio.wait(in_flight, timeout=grace)
+        workers = [worker for lane in lanes for worker in lane.workers]
+        if workers and grace > 0:
+            await asyncio.wait(workers, timeout=grace)
         for lane in lanes:
             lane.stop()
         await asyncio.gather(*(lane.finished() for lane in lanes))
@@ -114,14 +116,25 @@ class Engine:
 
 
 class Lane:
+    """A subscription's deliveries: a worker per slot, and a supervisor that starts workers
+    when there is room and something is due, and otherwise sleeps until woken or due."""
+
     def __init__(self, subscription: Subscription, engine: Engine) -> None:
         self.subscription = subscription
         self.engine = engine
         self.limit = AdaptiveLimit(subscription.max_concurrency)
-        # Every delivery taken and not yet settled. A slot is held until the outcome is
-        # committed, not just until the answer: after a crash, only what the slots held can be
-        # pushed twice (RELIABILITY R2: at most one duplicate per in-flight slot).
-        self.in_flight: dict[int, asyncio.Task[None]] = {}
+        # A worker pushes one delivery at a time and takes the next itself, so a busy lane
+        # costs no task or wake-up per push. A slot is held until the outcome is committed,
+        # not just until the answer: after a crash, only what the slots held can be pushed
+        # twice (RELIABILITY R2: at most one duplicate per in-flight slot).
+        self.workers: set[asyncio.Task[None]] = set()
+        self.in_flight: dict[int, DueDelivery] = {}  # taken, not yet settled
+        # Due deliveries read a page at a time (not one store read per push). A page lasts
+        # about one push's time; a delivery settled meanwhile by something else (expiry,
+        # purge) may still be pushed once, which at-least-once allows.
+        self._ready: collections.deque[DueDelivery] = collections.deque()
+        self._taking = True
+        self._recorder = Recorder(engine.store, engine.now, engine.wake)
         self.waiting = False
         self._durations = engine.metrics.delivery_duration.labels(subscription.name)
         self._outcomes = {
@@ -133,7 +146,7 @@ class Lane:
 
     @property
     def idle(self) -> bool:
-        return self.waiting and not self.in_flight and not self._wake.is_set()
+        return self.waiting and not self.workers and not self._ready and not self._wake.is_set()
 
     def update(self, subscription: Subscription) -> None:
         self.subscription = subscription
@@ -144,22 +157,25 @@ class Lane:
         self._wake.set()
 
     def stop_taking(self) -> None:
+        """Workers finish the delivery they hold and stop; nothing new starts."""
+        self._taking = False
         self._task.cancel()
 
     def stop(self) -> None:
-        self._task.cancel()
-        for task in self.in_flight.values():
-            task.cancel()
+        self.stop_taking()
+        for worker in self.workers:
+            worker.cancel()
+        self._recorder.cancel()
 
     async def finished(self) -> None:
-        await asyncio.gather(self._task, *self.in_flight.values(), return_exceptions=True)
+        await asyncio.gather(self._task, *self.workers, return_exceptions=True)
 
     async def _run(self) -> None:
         while True:
             self._wake.clear()
             now = self.engine.now()
             try:
-                self._take_due(now)
+                self._start_workers(now)
                 await self._wait(now)
             except asyncio.CancelledError:
                 raise
@@ -173,15 +189,28 @@ class Lane:
                 await self.engine.clock.sleep(ERROR_COOLDOWN)
 
     def _room(self) -> int:
-        return self.limit.current - len(self.in_flight)
+        return self.limit.current - len(self.workers)
 
-    def _take_due(self, now: float) -> None:
-        room = self._room()
-        if room > 0:
-            for delivery in self.engine.store.deliveries.due(
-                self.subscription.name, now, room, frozenset(self.in_flight)
-            ):
-                self._launch(delivery)
+    def _start_workers(self, now: float) -> None:
+        while self._room() > 0:
+            delivery = self._take(now)
+            if delivery is None:
+                return
+            self.workers.add(asyncio.create_task(self._work(delivery)))
+
+    def _take(self, now: float) -> DueDelivery | None:
+        """The next due delivery, marked in flight: from the page read last, or a new page."""
+        if not self._ready:
+            self._ready.extend(
+                self.engine.store.deliveries.due(
+                    self.subscription.name, now, self.limit.current, self.in_flight
+                )
+            )
+        if not self._ready:
+            return None
+        delivery = self._ready.popleft()
+        self.in_flight[delivery.seq] = delivery
+        return delivery
 
     async def _wait(self, now: float) -> None:
         """Until woken (new deliveries, a free slot, a policy change) or the next due time."""
@@ -200,15 +229,30 @@ class Lane:
             for waiter in waiters:
                 waiter.cancel()
 
-    def _launch(self, delivery: DueDelivery) -> None:
-        task = asyncio.create_task(self._attempt(delivery))
-        self.in_flight[delivery.seq] = task
+    async def _work(self, delivery: DueDelivery) -> None:
+        """One slot: attempt deliveries one after another until none is due or the slot is
+        no longer ours (the limit shrank, the lane stops)."""
+        try:
+            current: DueDelivery | None = delivery
+            while current is not None:
+                await self._attempt(current)
+                current = self._next()
+        finally:
+            self.workers.discard(asyncio.current_task())
+            self._wake.set()  # the supervisor decides what the free slot does next
+
+    def _next(self) -> DueDelivery | None:
+        workers = len(self.workers)
+        if not self._taking or workers > self.limit.current:
+            return None
+        if workers < self.limit.current:
+            self._wake.set()  # room for more workers (the limit grew): the supervisor starts them
+        return self._take(self.engine.now())
 
     async def _attempt(self, delivery: DueDelivery) -> None:
         try:
             settlement = await self._try(delivery)
-            woken = await self.engine.store.record(settlement, self.engine.now())
-            self.engine.wake(woken)
+            await self._recorder.record(settlement)
             self._count(settlement)
         except asyncio.CancelledError:
             raise
@@ -222,7 +266,6 @@ class Lane:
                 await self.engine.clock.sleep(ERROR_COOLDOWN)
         finally:
             self.in_flight.pop(delivery.seq, None)
-            self._wake.set()
 
     async def _try(self, delivery: DueDelivery) -> Settlement:
         subscription = self.subscription

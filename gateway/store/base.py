@@ -143,8 +143,8 @@ class Store(Protocol):
         self, topic: str, events: Sequence[IncomingEvent], now: float, announced: bool = False
     ) -> PublishResult: ...
 
-    async def record(self, settlement: Settlement, now: float) -> set[str]:
-        """Record one attempt's outcome; returns subscriptions to wake."""
+    async def record(self, settlements: Sequence[Settlement], now: float) -> set[str]:
+        """Record attempts' outcomes in one transaction; returns subscriptions to wake."""
         ...
 
     def browse(

@@ -10,6 +10,8 @@ published = acked + deadlettered + dropped + pending (R8).
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -94,11 +96,26 @@ class DeliveryLedger:
         total = (int(keys.SEQ.unpack(value)[0]) if value else 0) + by
         txn.put(key, keys.SEQ.pack(total), db=self._db["meta"])
 
+    def settle_all(
+        self, txn: Transaction, settlements: Iterable[Settlement], now: float
+    ) -> set[str]:
+        """Apply many attempts' decisions; returns subscriptions that got new deliveries.
+        Acks (the common case) are tallied and counted once per subscription, not per ack."""
+        woken: set[str] = set()
+        acked: collections.Counter[str] = collections.Counter()
+        for settlement in settlements:
+            if isinstance(settlement.decision, Ack) and settlement.due is not None:
+                if self._ack(txn, settlement, settlement.due):
+                    acked[settlement.subscription] += 1
+            else:
+                woken |= self.settle(txn, settlement, now)
+        for subscription, count in acked.items():
+            self.count(txn, subscription, "acked", count)
+        return woken
+
     def settle(self, txn: Transaction, settlement: Settlement, now: float) -> set[str]:
         """Apply one attempt's decision; returns subscriptions that got new deliveries."""
         key = keys.delivery_key(settlement.subscription, settlement.seq)
-        if isinstance(settlement.decision, Ack) and settlement.due is not None:
-            return self._ack(txn, key, settlement, settlement.due)
         value = txn.get(key, db=self._db["deliveries"])
         if value is None:  # settled already (e.g. expired meanwhile) or subscription deleted
             return set()
@@ -113,15 +130,15 @@ class DeliveryLedger:
             return set()
         return self._dead_letter(txn, settlement, state, decision, now)
 
-    def _ack(self, txn: Transaction, key: bytes, settlement: Settlement, due: float) -> set[str]:
+    def _ack(self, txn: Transaction, settlement: Settlement, due: float) -> bool:
         """The common case, without reading the record: only this lane settles it, and if it
-        is gone (expired or deleted meanwhile) there is nothing to do."""
-        if txn.delete(key, db=self._db["deliveries"]):
-            txn.delete(
-                keys.due_key(settlement.subscription, due, settlement.seq), db=self._db["due"]
-            )
-            self.count(txn, settlement.subscription, "acked")
-        return set()
+        is gone (expired or deleted meanwhile) there is nothing to do. True if it was pending
+        (the caller counts it)."""
+        subscription, seq = settlement.subscription, settlement.seq
+        if not txn.delete(keys.delivery_key(subscription, seq), db=self._db["deliveries"]):
+            return False
+        txn.delete(keys.due_key(subscription, due, seq), db=self._db["due"])
+        return True
 
     def _reschedule(
         self, txn: Transaction, settlement: Settlement, state: keys.DeliveryState, due: float
@@ -228,7 +245,7 @@ class DeliveryLedger:
     # -- reads -----------------------------------------------------------------------------
 
     def due(
-        self, subscription: str, now: float, limit: int, skip: set[int] | frozenset[int]
+        self, subscription: str, now: float, limit: int, skip: Container[int]
     ) -> list[DueDelivery]:
         """Up to `limit` deliveries due by `now`, earliest first, not in `skip` (in flight)."""
         prefix = keys.due_prefix(subscription)

@@ -27,6 +27,7 @@ import lmdb
 from gateway.events import IncomingEvent
 from gateway.problems import GatewayError, StoreFailure, StoreFull
 from gateway.settings import TopicSettings
+from gateway.store import mapped
 from gateway.store import topics as topic_rows
 from gateway.store.base import (
     DeadLetterResult,
@@ -58,6 +59,9 @@ log = logging.getLogger("gateway.store")
 ENV_FILE = "gateway.mdb"
 LOCK_FILE = "gateway.lock"
 GROW_AT = 0.8
+# File-backed resident memory (the store's map, shared libraries) above which the map's pages
+# are released (gateway.store.mapped).
+MAPPED_BUDGET = 96 * 1024**2
 TABLES = ("events", "dedup", "deliveries", "due", "meta")
 
 
@@ -81,10 +85,12 @@ class LmdbStore:
         # Called by the writer thread after each commit with (operations, seconds).
         self.on_commit: Callable[[int, float], None] = lambda operations, seconds: None
         self._read_gate = threading.Lock()
+        self._closed = False
         self.fanout: Fanout = fanout or (lambda topic, attributes: ())
         self.full = False
+        self._file = data_dir / ENV_FILE
         self.env = lmdb.open(
-            str(data_dir / ENV_FILE),
+            str(self._file),
             subdir=False,
             map_size=map_size,
             max_dbs=len(TABLES),
@@ -120,7 +126,9 @@ class LmdbStore:
 
     def close(self) -> None:
         self._committer.stop()
-        self.env.close()
+        with self._read_gate:
+            self.env.close()
+            self._closed = True
         os.close(self._lock_fd)
 
     def used_bytes(self) -> int:
@@ -131,6 +139,18 @@ class LmdbStore:
     def map_size(self) -> int:
         with self._read_gate:
             return int(self.env.info()["map_size"])
+
+    def release_mapped_pages(self, budget: int = MAPPED_BUDGET) -> bool:
+        """If the process holds more than `budget` bytes of file-backed memory (mostly the
+        store's map; the rest is shared libraries), unmap the store's pages (see
+        gateway.store.mapped); True if it did."""
+        if mapped.resident_file_bytes() <= budget:
+            return False
+        with self._read_gate:  # the map is not resized (moved) or closed meanwhile
+            if self._closed:
+                return False
+            mapped.release(self._file)
+        return True
 
     def _commit_transaction(self, txn: Transaction) -> None:
         """The one place a write transaction is committed (a test seam for fault injection)."""
@@ -207,9 +227,10 @@ class LmdbStore:
         subscriptions that got a delivery."""
         return append_event(txn, self, topic, payload, now)
 
-    async def record(self, settlement: Settlement, now: float) -> set[str]:
-        """Record one attempt's outcome (group-committed); returns subscriptions to wake."""
-        return await self.write(lambda txn: self.deliveries.settle(txn, settlement, now))
+    async def record(self, settlements: Sequence[Settlement], now: float) -> set[str]:
+        """Record attempts' outcomes in one operation of the next group commit; returns
+        subscriptions to wake."""
+        return await self.write(lambda txn: self.deliveries.settle_all(txn, settlements, now))
 
     def browse(
         self, topic: str, after: str | None, limit: int, selection: Selection | None = None
