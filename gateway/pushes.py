@@ -93,7 +93,7 @@ def with_credentials(
 ) -> PushRequest:
     """Add an HTTP destination's Authorization and the Standard Webhooks signature headers
     (an SQS destination signs its API calls itself)."""
-    if not isinstance(target, HttpTarget):
+    if not isinstance(target, HttpTarget) or not (target.authorization or target.signing_secrets):
         return request
     headers = dict(request.headers)
     if target.authorization:
