@@ -157,3 +157,34 @@ async def test_delivery_delay_postpones_only_the_first_attempt(tmp_path: Path) -
             assert [r.path for r in sub.received] == ["/", "/later"]
             assert sub.received[1].at - published == pytest.approx(30.1, abs=0.01)
             assert status(gw, "later")["acked"] == 1
+
+
+async def test_a_busy_lane_records_its_outcomes_in_batches(tmp_path: Path) -> None:
+    """Each outcome is committed before its slot is reused, but a busy lane's outcomes share
+    store operations (gateway.recorder): far fewer operations than pushes, every event acked
+    exactly once, and never more pushes at once than the subscription allows."""
+    events = 300
+    async with run_subscriber() as sub:
+        sub.script = lambda request: Answer(delay=0.002)
+        spec = subscription("busy", sub.url, maxConcurrency=32)
+        settings = make_settings(tmp_path, egress=LOOPBACK_EGRESS, subscriptions=[spec])
+        async with run_gateway(settings) as gw:
+            batch = [
+                {"specversion": "1.0", "id": f"e{n}", "source": "/shop", "type": "t", "data": n}
+                for n in range(events)
+            ]
+            before = gw.store.committed_operations
+            response = await gw.client.post(
+                "/topics/orders/events",
+                content=orjson.dumps(batch),
+                headers={"content-type": "application/cloudevents-batch+json"},
+            )
+            assert response.status_code == 202
+            await settle(gw)
+            operations = gw.store.committed_operations - before
+            assert sorted(received.event_id for received in sub.received) == sorted(
+                f"e{n}" for n in range(events)
+            )
+            assert status(gw, "busy")["acked"] == events
+            assert 1 < sub.max_in_flight <= 32
+            assert operations < events / 4  # one publish + a batch of outcomes per commit
