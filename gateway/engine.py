@@ -128,7 +128,7 @@ class Lane:
         # not just until the answer: after a crash, only what the slots held can be pushed
         # twice (RELIABILITY R2: at most one duplicate per in-flight slot).
         self.workers: set[asyncio.Task[None]] = set()
-        self.in_flight: dict[int, DueDelivery] = {}  # taken, not yet settled
+        self.in_flight: set[int] = set()  # seqs taken, not yet settled
         # Due deliveries read a page at a time (not one store read per push). A page lasts
         # about one push's time; a delivery settled meanwhile by something else (expiry,
         # purge) may still be pushed once, which at-least-once allows.
@@ -209,7 +209,7 @@ class Lane:
         if not self._ready:
             return None
         delivery = self._ready.popleft()
-        self.in_flight[delivery.seq] = delivery
+        self.in_flight.add(delivery.seq)
         return delivery
 
     async def _wait(self, now: float) -> None:
@@ -265,7 +265,7 @@ class Lane:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.engine.clock.sleep(ERROR_COOLDOWN)
         finally:
-            self.in_flight.pop(delivery.seq, None)
+            self.in_flight.discard(delivery.seq)
 
     async def _try(self, delivery: DueDelivery) -> Settlement:
         subscription = self.subscription

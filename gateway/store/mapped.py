@@ -49,23 +49,6 @@ def mapped_ranges(path: Path) -> list[tuple[int, int]]:
     return ranges
 
 
-def resident_bytes(path: Path) -> int:
-    """How much of this process's mappings of `path` is resident (0 where unknown)."""
-    target = str(path.resolve())
-    resident = 0
-    inside = False
-    try:
-        with open("/proc/self/smaps", "rb") as smaps:
-            for line in smaps:
-                if not line[:1].isupper():  # a mapping's header line: "start-end perms ... path"
-                    inside = line.rstrip(b"\n").endswith(target.encode())
-                elif inside and line.startswith(b"Rss:"):
-                    resident += int(line.split()[1]) * 1024
-    except OSError:
-        return 0
-    return resident
-
-
 def resident_file_bytes() -> int:
     """File-backed resident memory of the whole process (statm's `shared`: RssFile and
     RssShmem), cheap enough to read ten times a second; 0 where unknown."""
@@ -76,16 +59,13 @@ def resident_file_bytes() -> int:
         return 0
 
 
-def release(path: Path) -> int:
-    """Unmap every resident page of this process's mappings of `path`; returns how many bytes
-    of address space were released. The caller must make sure the mapping cannot be replaced
-    meanwhile (the store holds the lock its map resizing takes)."""
-    released = 0
+def release(path: Path) -> None:
+    """Unmap every resident page of this process's mappings of `path`. The caller must make
+    sure the mapping cannot be replaced meanwhile (the store holds the lock its map resizing
+    takes)."""
     for start, end in mapped_ranges(path):
         if _libc.madvise(start, end - start, _MADV_DONTNEED) != 0:
             raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
-        released += end - start
-    return released
 
 
 async def trim_periodically(trim: Callable[[], object], interval: float = 0.1) -> None:
