@@ -92,6 +92,7 @@ async def push_aiohttp(url: str, count: int, concurrency: int, seconds: float, p
         auto_decompress=False,
         skip_auto_headers=("User-Agent",),
         headers={"user-agent": "bench"},
+        cookie_jar=aiohttp.DummyCookieJar(),
     ) as session:
 
         async def send(index: int) -> bool:

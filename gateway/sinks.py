@@ -5,8 +5,9 @@
 sink returns a `PushResult` the outcome policy understands and never raises for a failed push.
 
 An HTTP attempt is bounded as a whole by the subscription's ackDeadline (connect, send, and
-reading the answer); redirects are never followed; at most `max_response_bytes` of the answer
-is read. Transport failures become an error kind (`timeout`, `connect`, `tls`, ...).
+reading the answer); redirects are never followed and cookies never kept; at most
+`max_response_bytes` of the answer is read. Transport failures become an error kind (`timeout`,
+`connect`, `tls`, ...).
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ class HttpSink:
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),
             headers={"user-agent": "ce-gateway"},
+            # Every subscription shares this session: a cookie one subscriber sets must not
+            # ride along on pushes to another (nor come back to it: pushes are stateless).
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def close(self) -> None:

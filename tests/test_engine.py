@@ -17,6 +17,7 @@ from tests.conftest import (
     status,
     subscription,
 )
+from tests.stub_dns import StubResolver
 from tests.subscriber import Answer, run_subscriber
 
 
@@ -99,6 +100,24 @@ async def test_redirect_is_a_failure_and_never_followed(tmp_path: Path) -> None:
             await settle(gw)
             assert [r.path for r in sub.received] == ["/in"]
             assert status(gw, "s1")["pending"] == 1
+
+
+async def test_a_cookie_one_subscriber_sets_is_never_sent_back(tmp_path: Path) -> None:
+    """Pushes share one HTTP session: a cookie kept from one answer would go to every
+    subscription on that host (another team's service), so none is ever kept."""
+    async with run_subscriber() as sub:
+        sub.script = lambda r: Answer(200, {"set-cookie": "session=s1-secret; Path=/"})
+        # By name, not IP: aiohttp's default jar already ignores cookies from IP addresses.
+        url = sub.url.replace("127.0.0.1", "hooks.example.com")
+        specs = [subscription("s1", url + "/one"), subscription("s2", url + "/two")]
+        settings = make_settings(tmp_path, egress=LOOPBACK_EGRESS, subscriptions=specs)
+        resolver = StubResolver({"hooks.example.com": ["127.0.0.1"]})
+        async with run_gateway(settings, resolver=resolver) as gw:
+            for index in range(3):
+                await gw.publish("orders", f"c-{index}")
+                await settle(gw)
+        assert len(sub.received) == 6
+        assert [r.headers.get("cookie") for r in sub.received] == [None] * 6
 
 
 async def test_permanent_4xx_dead_letters_at_once(tmp_path: Path) -> None:
