@@ -6,8 +6,10 @@ request-head check live in the app; what a server owns is set from the same sett
 - Hypercorn (default): `read_timeout` (its default is none), keep-alive (which is also its
   deadline for a new connection's request head: slow-loris), graceful timeout, h2 stream cap.
 - uvicorn (`server.engine: uvicorn`, httptools): keep-alive and graceful timeouts, the same
-  16 KiB incomplete-head limit. It has no deadline for a request head on a new connection, so
-  behind untrusted clients keep Hypercorn or put a proxy that enforces one in front.
+  16 KiB incomplete-head limit. It has no deadline for a request head nor a read timeout, so
+  its protocol is extended with both (`with_deadlines`): a head must be complete within the
+  keep-alive timeout, as with Hypercorn (slow-loris, RELIABILITY S8), and a request that stops
+  arriving for `readTimeout` is dropped.
 
 Signals are ours on both: SIGTERM/SIGINT turn the gateway not ready at once, it keeps serving
 for `shutdownDelay` (so a load balancer notices), then the server drains (RELIABILITY R17).
@@ -26,6 +28,7 @@ import uvicorn
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.health import SHUTTING_DOWN
 from gateway.settings import ServerSettings
@@ -53,7 +56,7 @@ def uvicorn_config(app: Starlette, server: ServerSettings) -> uvicorn.Config:
         app,
         host=server.host,
         port=server.port,
-        http="httptools",
+        http=with_deadlines(server.keep_alive_timeout, server.read_timeout),
         loop="asyncio",
         lifespan="on",
         timeout_keep_alive=max(1, int(server.keep_alive_timeout)),
@@ -73,6 +76,64 @@ async def run_server(
         await _run_uvicorn(app, server, trigger)
     else:
         await serve(app, hypercorn_config(server), shutdown_trigger=trigger)  # type: ignore[arg-type]
+
+
+def with_deadlines(head_seconds: float, read_seconds: float) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with the two deadlines Hypercorn has and it lacks: a
+    request head must be complete `head_seconds` after the connection opened or the head's
+    first byte came; a request being received is dropped after `read_seconds` of silence.
+    Timers are only set while a request is incomplete after a read, so a request that comes
+    in one piece (the usual case) costs none."""
+
+    class DeadlineProtocol(HttpToolsProtocol):
+        _head_deadline: asyncio.TimerHandle | None = None
+        _read_deadline: asyncio.TimerHandle | None = None
+        _in_head = False
+        _in_message = False
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._head_deadline = self.loop.call_later(head_seconds, self._too_slow)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            _cancel(self._read_deadline)
+            self._read_deadline = None
+            if self._in_message:  # the rest must not stay away longer than read_seconds
+                self._read_deadline = self.loop.call_later(read_seconds, self._too_slow)
+            if not self._in_head:
+                _cancel(self._head_deadline)
+                self._head_deadline = None
+            elif self._head_deadline is None:
+                self._head_deadline = self.loop.call_later(head_seconds, self._too_slow)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head = self._in_message = True
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            super().on_headers_complete()
+
+        def on_message_complete(self) -> None:
+            self._in_message = False
+            super().on_message_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            _cancel(self._head_deadline)
+            _cancel(self._read_deadline)
+            super().connection_lost(exc)
+
+        def _too_slow(self) -> None:
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return DeadlineProtocol
+
+
+def _cancel(timer: asyncio.TimerHandle | None) -> None:
+    if timer is not None:
+        timer.cancel()
 
 
 class _QuietSignalsServer(uvicorn.Server):

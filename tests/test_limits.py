@@ -245,15 +245,19 @@ async def test_header_limits(tmp_path: Path) -> None:
         assert (await gw.client.get("/v1/topics/orders/events")).json()["events"] == []
 
 
+@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
 async def test_slow_loris_connections_are_closed_and_publishers_still_served(
-    tmp_path: Path,
+    tmp_path: Path, engine: str
 ) -> None:
     """S8: 200 connections sending one header byte per second; legitimate publishes still
-    answer within 1 s; the slow ones are closed by the header deadline (keepAliveTimeout)."""
+    answer within 1 s; the slow ones are closed by the header deadline (keepAliveTimeout),
+    on either server engine."""
     gateway = GatewayProcess(tmp_path, {"topics": [{"name": "orders"}]})
     raw = gateway.config_path.read_text()
     gateway.config_path.write_text(
-        raw.replace("server:", "server:\n  keepAliveTimeout: 2s\n  readTimeout: 2s", 1)
+        raw.replace(
+            "server:", f"server:\n  engine: {engine}\n  keepAliveTimeout: 2s\n  readTimeout: 2s", 1
+        )
     )
     await gateway.start()
     slow: list[socket.socket] = []
@@ -289,11 +293,48 @@ async def test_slow_loris_connections_are_closed_and_publishers_still_served(
             sock.close()
         await asyncio.to_thread(gateway.stop)
     print(
-        f"\nS8: {len(closed_at)} of 200 slow connections closed, last at "
+        f"\nS8 ({engine}): {len(closed_at)} of 200 slow connections closed, last at "
         f"{max(closed_at.values(), default=0):.1f} s"
     )
     assert len(closed_at) == 200
     assert max(closed_at.values()) < 5
+
+
+@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
+async def test_a_body_that_stops_arriving_is_dropped_after_read_timeout(
+    tmp_path: Path, engine: str
+) -> None:
+    """A publisher that sends its head and part of its body, then nothing: the connection is
+    closed after `readTimeout` (2 s here), not held open forever, and nothing is stored."""
+    gateway = GatewayProcess(tmp_path, {"topics": [{"name": "orders"}]})
+    raw = gateway.config_path.read_text()
+    gateway.config_path.write_text(
+        raw.replace("server:", f"server:\n  engine: {engine}\n  readTimeout: 2s", 1)
+    )
+    await gateway.start()
+    try:
+        head = "".join(f"{name}: {value}\r\n" for name, value in BINARY_HEADERS.items())
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        writer.write(
+            f"POST /topics/orders/events HTTP/1.1\r\nhost: x\r\n{head}"
+            "content-length: 100\r\n\r\n0123456789".encode()
+        )
+        await writer.drain()
+        started = time.monotonic()
+        answer = await asyncio.wait_for(reader.read(), 10)  # b"" (or an error answer) at close
+        closed_after = time.monotonic() - started
+        writer.close()
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=5) as client:
+            stored = (await client.get("/v1/topics/orders/events")).json()["events"]
+    finally:
+        await asyncio.to_thread(gateway.stop)
+    print(f"\nread timeout ({engine}): closed after {closed_after:.1f} s, answer {answer[:12]!r}")
+    assert 1.5 < closed_after < 5
+    # Hypercorn still writes the answer to the half-gone request; uvicorn just closes.
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    if answer:
+        assert b"application/problem+json" in answer and b"before it was complete" in answer
+    assert stored == []
 
 
 async def test_http2_clients_are_limited_to_100_concurrent_streams(tmp_path: Path) -> None:
