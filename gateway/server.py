@@ -96,16 +96,18 @@ def with_deadlines(head_seconds: float, read_seconds: float) -> type[HttpToolsPr
             self._head_deadline = self.loop.call_later(head_seconds, self._too_slow)
 
         def data_received(self, data: bytes) -> None:
-            super().data_received(data)
+            super().data_received(data)  # (which stops uvicorn's keep-alive timer)
             _cancel(self._read_deadline)
             self._read_deadline = None
             if self._in_message:  # the rest must not stay away longer than read_seconds
                 self._read_deadline = self.loop.call_later(read_seconds, self._too_slow)
-            if not self._in_head:
-                _cancel(self._head_deadline)
-                self._head_deadline = None
-            elif self._head_deadline is None:
+            # Bytes that start no request (blank lines, which the parser skips) must not keep
+            # an idle connection open either: a head is then still owed.
+            if self._head_deadline is None and (self._in_head or self._idle()):
                 self._head_deadline = self.loop.call_later(head_seconds, self._too_slow)
+
+        def _idle(self) -> bool:
+            return not self._in_message and (self.cycle is None or self.cycle.response_complete)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -113,6 +115,8 @@ def with_deadlines(head_seconds: float, read_seconds: float) -> type[HttpToolsPr
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            _cancel(self._head_deadline)
+            self._head_deadline = None
             super().on_headers_complete()
 
         def on_message_complete(self) -> None:

@@ -6,6 +6,7 @@ Memory is the gateway process's own RSS (/proc/PID/status); every loop is bounde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -298,6 +299,50 @@ async def test_slow_loris_connections_are_closed_and_publishers_still_served(
     )
     assert len(closed_at) == 200
     assert max(closed_at.values()) < 5
+
+
+@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
+async def test_blank_lines_do_not_keep_a_connection_open(tmp_path: Path, engine: str) -> None:
+    """S8: HTTP parsers skip blank lines before a request; sending them (on a new connection,
+    and on an idle keep-alive one) must not stand in for a request head."""
+    gateway = GatewayProcess(tmp_path, {"topics": [{"name": "orders"}]})
+    raw = gateway.config_path.read_text()
+    gateway.config_path.write_text(
+        raw.replace("server:", f"server:\n  engine: {engine}\n  keepAliveTimeout: 2s", 1)
+    )
+    await gateway.start()
+
+    async def open_for(first: bytes) -> float:
+        """Seconds until the gateway closes a connection that sends `first`, then a blank
+        line every 0.5 s (bounded: 10 s)."""
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        writer.write(first)
+        started = time.monotonic()
+        try:
+            for _ in range(20):
+                if reader.at_eof():
+                    break
+                writer.write(b"\r\n")
+                await writer.drain()
+                with contextlib.suppress(TimeoutError):
+                    while await asyncio.wait_for(reader.read(65536), 0.5):
+                        pass  # an answer to `first`, if any; b"" is the close
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+        return time.monotonic() - started
+
+    try:
+        fresh = await open_for(b"")
+        head = "".join(f"{name}: {value}\r\n" for name, value in BINARY_HEADERS.items())
+        request = f"POST /topics/orders/events HTTP/1.1\r\nhost: x\r\n{head}content-length: 2"
+        kept_alive = await open_for(f"{request}\r\n\r\n{{}}".encode())
+    finally:
+        await asyncio.to_thread(gateway.stop)
+    print(f"\nblank lines ({engine}): closed after {fresh:.1f} s (new), {kept_alive:.1f} s (idle)")
+    assert fresh < 5
+    assert kept_alive < 5
 
 
 @pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
