@@ -13,7 +13,7 @@ from aiohttp.abc import AbstractResolver
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway import health, openapi
@@ -27,7 +27,13 @@ from gateway.health import SHUTTING_DOWN
 from gateway.metrics import Metrics, Sources
 from gateway.observability import measure_loop_lag, metrics_operation
 from gateway.pretry import PretryApi
-from gateway.problems import GatewayError, MethodNotAllowed, NotFound, problem_response
+from gateway.problems import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    problem_response,
+)
 from gateway.receiver import Receiver
 from gateway.retention import run_retention
 from gateway.settings import Settings
@@ -100,6 +106,7 @@ def create_app(
         exception_handlers={
             GatewayError: _gateway_error,
             HTTPException: _http_error,
+            ClientDisconnect: _body_cut_off,
             Exception: _unexpected_error,
         },
         lifespan=lambda app: _lifespan(gateway, open_store, now, app),
@@ -230,6 +237,19 @@ async def _http_error(request: Request, error: Exception) -> Response:
     generic = GatewayError(str(error.detail))
     generic.status = error.status_code  # type: ignore[misc]
     return problem_response(generic)
+
+
+async def _body_cut_off(request: Request, error: Exception) -> Response:
+    """The body stopped before its end: the client went away, or the server dropped it after
+    `server.readTimeout` of silence. A client's fault, answered (if anyone still listens) as
+    an incomplete request, not logged as a server error."""
+    return problem_response(
+        InvalidRequest(
+            "the request body ended before it was complete (the client disconnected, or sent "
+            "nothing for server.readTimeout)",
+            field="body",
+        )
+    )
 
 
 async def _unexpected_error(request: Request, error: Exception) -> Response:

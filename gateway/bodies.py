@@ -2,13 +2,11 @@
 
 A declared Content-Length over the limit is refused before reading; a chunked body is counted
 while it streams and refused as soon as it passes the limit, so the excess is never buffered.
-A body that stops before its end (the client went away, or the server dropped it after
-`readTimeout` of silence) is a 400 like any incomplete request, not a server error.
 """
 
 from __future__ import annotations
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from gateway.problems import InvalidRequest, PayloadTooLarge
 
@@ -22,18 +20,11 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise InvalidRequest(
-            f"the request body ended after {size} bytes, before it was complete (the client "
-            "disconnected, or sent nothing for server.readTimeout)",
-            field="body",
-        ) from None
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
     return b"".join(chunks)
 
 
