@@ -67,9 +67,9 @@ class Committer:
         on_map_full: Callable[[], bool],
         translate: Callable[[BaseException], BaseException],
         max_batch: int = 2048,
-        # Long enough for a wave of 64 publishes to be read and parsed (bench/RESULTS.md,
-        # "Session 3": 8 ms gave Hypercorn 17 commits per 1,000 events, 4 ms 18.5).
-        linger: float = 0.008,
+        # 8 ms was tried: no better for single publishes once the writer waits for the rest
+        # of a wave, and slower for batches (bench/RESULTS.md, "Session 3").
+        linger: float = 0.004,
         observe: Callable[[int, float], None] = lambda operations, seconds: None,
     ) -> None:
         self._begin = begin
@@ -84,7 +84,7 @@ class Committer:
         self._last_announced = 0.0
         self._announced_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._last_batch = 0  # operations in the previous commit: more than one means load
+        self._last_publishes = 0  # announced operations in the previous commit (>1: load)
         self._thread = threading.Thread(target=self._run, name="lmdb-writer", daemon=True)
         self.stats = CommitStats()
 
@@ -146,7 +146,7 @@ class Committer:
         deadline = time.monotonic() + self._linger
         # A server that reads a whole request before calling the app (uvicorn) submits a
         # publish right after announcing it, so announcements alone rarely show a wave coming.
-        in_a_wave = self._last_batch > 1 and first.announced
+        in_a_wave = self._last_publishes > 1 and first.announced
         while len(batch) < self._max_batch:
             try:
                 item = self._take(self._queue.get_nowait())
@@ -166,10 +166,12 @@ class Committer:
                     if more_expected:
                         continue
                     break  # the wave is over
+                if not more_expected and not getattr(item, "announced", False):
+                    in_a_wave = False  # a push outcome came, not the next publish: stop waiting
             if item is _STOP:
                 return batch, True
             batch.append(item)
-        self._last_batch = len(batch)
+        self._last_publishes = sum(1 for operation in batch if operation.announced)
         return batch, False
 
     def _execute(self, batch: list[Operation[Any]]) -> None:
