@@ -23,6 +23,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator
+from typing import ClassVar
 
 import uvicorn
 from hypercorn.asyncio import serve
@@ -78,61 +79,87 @@ async def run_server(
         await serve(app, hypercorn_config(server), shutdown_trigger=trigger)  # type: ignore[arg-type]
 
 
-def with_deadlines(head_seconds: float, read_seconds: float) -> type[HttpToolsProtocol]:
+class DeadlineProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the two deadlines Hypercorn has and it lacks: a
     request head must be complete `head_seconds` after the connection opened or the head's
     first byte came; a request being received is dropped after `read_seconds` of silence.
     Timers are only set while a request is incomplete after a read, so a request that comes
     in one piece (the usual case) costs none."""
 
-    class DeadlineProtocol(HttpToolsProtocol):
-        _head_deadline: asyncio.TimerHandle | None = None
-        _read_deadline: asyncio.TimerHandle | None = None
-        _in_head = False
-        _in_message = False
+    head_seconds: ClassVar[float] = 10.0
+    read_seconds: ClassVar[float] = 30.0
+    _head_deadline: asyncio.TimerHandle | None = None
+    _read_deadline: asyncio.TimerHandle | None = None
+    _in_head = False
+    _in_message = False
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._head_deadline = self.loop.call_later(head_seconds, self._too_slow)
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head()
 
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)  # (which stops uvicorn's keep-alive timer)
-            _cancel(self._read_deadline)
-            self._read_deadline = None
-            if self._in_message:  # the rest must not stay away longer than read_seconds
-                self._read_deadline = self.loop.call_later(read_seconds, self._too_slow)
-            # Bytes that start no request (blank lines, which the parser skips) must not keep
-            # an idle connection open either: a head is then still owed.
-            if self._head_deadline is None and (self._in_head or self._idle()):
-                self._head_deadline = self.loop.call_later(head_seconds, self._too_slow)
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)  # (which stops uvicorn's keep-alive timer)
+        _cancel(self._read_deadline)
+        self._read_deadline = None
+        if self._in_message:  # the rest must not stay away longer than read_seconds
+            self._arm_read()
+        # Bytes that start no request (blank lines, which the parser skips) must not keep
+        # an idle connection open either: a head is then still owed.
+        if self._head_deadline is None and (self._in_head or self._idle()):
+            self._arm_head()
 
-        def _idle(self) -> bool:
-            return not self._in_message and (self.cycle is None or self.cycle.response_complete)
+    def _idle(self) -> bool:
+        return not self._in_message and (self.cycle is None or self.cycle.response_complete)
 
-        def on_message_begin(self) -> None:
-            super().on_message_begin()
-            self._in_head = self._in_message = True
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = self._in_message = True
 
-        def on_headers_complete(self) -> None:
-            self._in_head = False
-            _cancel(self._head_deadline)
-            self._head_deadline = None
-            super().on_headers_complete()
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        _cancel(self._head_deadline)
+        self._head_deadline = None
+        super().on_headers_complete()
 
-        def on_message_complete(self) -> None:
-            self._in_message = False
-            super().on_message_complete()
+    def on_message_complete(self) -> None:
+        self._in_message = False
+        super().on_message_complete()
 
-        def connection_lost(self, exc: Exception | None) -> None:
-            _cancel(self._head_deadline)
-            _cancel(self._read_deadline)
-            super().connection_lost(exc)
+    def connection_lost(self, exc: Exception | None) -> None:
+        _cancel(self._head_deadline)
+        _cancel(self._read_deadline)
+        super().connection_lost(exc)
 
-        def _too_slow(self) -> None:
-            if not self.transport.is_closing():
-                self.transport.close()
+    def _arm_head(self) -> None:
+        self._head_deadline = self.loop.call_later(self.head_seconds, self._head_too_slow)
 
-    return DeadlineProtocol
+    def _arm_read(self) -> None:
+        self._read_deadline = self.loop.call_later(self.read_seconds, self._read_too_slow)
+
+    def _head_too_slow(self) -> None:
+        if self.flow.read_paused:  # uvicorn stopped reading (the app is behind), not the
+            self._arm_head()  # client: look again later
+        else:
+            self._close()
+
+    def _read_too_slow(self) -> None:
+        if self.flow.read_paused:
+            self._arm_read()
+        else:
+            self._close()
+
+    def _close(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def with_deadlines(head_seconds: float, read_seconds: float) -> type[DeadlineProtocol]:
+    """The protocol class uvicorn instantiates per connection, with these deadlines."""
+    return type(
+        "DeadlineProtocol",
+        (DeadlineProtocol,),
+        {"head_seconds": head_seconds, "read_seconds": read_seconds},
+    )
 
 
 def _cancel(timer: asyncio.TimerHandle | None) -> None:
