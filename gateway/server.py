@@ -58,6 +58,7 @@ def uvicorn_config(app: Starlette, server: ServerSettings) -> uvicorn.Config:
         host=server.host,
         port=server.port,
         http=with_deadlines(server.keep_alive_timeout, server.read_timeout),
+        ws="none",  # no WebSocket routes: an upgrade is answered as plain HTTP
         loop="asyncio",
         lifespan="on",
         timeout_keep_alive=max(1, int(server.keep_alive_timeout)),

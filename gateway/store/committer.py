@@ -166,10 +166,10 @@ class Committer:
                     if more_expected:
                         continue
                     break  # the wave is over
-                if not more_expected and not getattr(item, "announced", False):
-                    in_a_wave = False  # a push outcome came, not the next publish: stop waiting
             if item is _STOP:
                 return batch, True
+            if not item.announced:
+                in_a_wave = False  # a push outcome came, not the next publish: stop waiting
             batch.append(item)
         self._last_publishes = sum(1 for operation in batch if operation.announced)
         return batch, False
