@@ -138,19 +138,15 @@ class DeadlineProtocol(HttpToolsProtocol):
         self._read_deadline = self.loop.call_later(self.read_seconds, self._read_too_slow)
 
     def _head_too_slow(self) -> None:
-        if self.flow.read_paused:  # uvicorn stopped reading (the app is behind), not the
-            self._arm_head()  # client: look again later
-        else:
-            self._close()
+        self._close_unless_paused(self._arm_head)
 
     def _read_too_slow(self) -> None:
-        if self.flow.read_paused:
-            self._arm_read()
-        else:
-            self._close()
+        self._close_unless_paused(self._arm_read)
 
-    def _close(self) -> None:
-        if not self.transport.is_closing():
+    def _close_unless_paused(self, arm_again: Callable[[], None]) -> None:
+        if self.flow.read_paused:  # uvicorn stopped reading (the app is behind), not the
+            arm_again()  # client: look again later
+        elif not self.transport.is_closing():
             self.transport.close()
 
 

@@ -27,9 +27,14 @@ class GatewayProcess:
     def __init__(self, tmp_path: Path, config: dict[str, Any]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        server = {"host": "127.0.0.1", "port": self.port, "dataDir": str(tmp_path / "data")}
+        server = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "dataDir": str(tmp_path / "data"),
+            **config.get("server", {}),  # a test's own server settings (engine, timeouts)
+        }
         self.config_path = tmp_path / "gateway.yaml"
-        self.config_path.write_text(yaml.safe_dump({"server": server, **config}))
+        self.config_path.write_text(yaml.safe_dump({**config, "server": server}))
         self.log_path = tmp_path / "gateway.log"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -32,6 +32,11 @@ def rss(gateway: GatewayProcess) -> int:
     raise AssertionError("no VmRSS")
 
 
+def orders_gateway(tmp_path: Path, **server: str) -> GatewayProcess:
+    """A gateway process with topic `orders` and these server settings."""
+    return GatewayProcess(tmp_path, {"server": server, "topics": [{"name": "orders"}]})
+
+
 async def settled_metric(client: httpx.AsyncClient, name: str, seconds: float = 20) -> str:
     for _ in range(int(seconds / 0.05)):
         text = (await client.get("/metrics")).text
@@ -253,13 +258,7 @@ async def test_slow_loris_connections_are_closed_and_publishers_still_served(
     """S8: 200 connections sending one header byte per second; legitimate publishes still
     answer within 1 s; the slow ones are closed by the header deadline (keepAliveTimeout),
     on either server engine."""
-    gateway = GatewayProcess(tmp_path, {"topics": [{"name": "orders"}]})
-    raw = gateway.config_path.read_text()
-    gateway.config_path.write_text(
-        raw.replace(
-            "server:", f"server:\n  engine: {engine}\n  keepAliveTimeout: 2s\n  readTimeout: 2s", 1
-        )
-    )
+    gateway = orders_gateway(tmp_path, engine=engine, keepAliveTimeout="2s", readTimeout="2s")
     await gateway.start()
     slow: list[socket.socket] = []
     try:
@@ -305,11 +304,7 @@ async def test_slow_loris_connections_are_closed_and_publishers_still_served(
 async def test_blank_lines_do_not_keep_a_connection_open(tmp_path: Path, engine: str) -> None:
     """S8: HTTP parsers skip blank lines before a request; sending them (on a new connection,
     and on an idle keep-alive one) must not stand in for a request head."""
-    gateway = GatewayProcess(tmp_path, {"topics": [{"name": "orders"}]})
-    raw = gateway.config_path.read_text()
-    gateway.config_path.write_text(
-        raw.replace("server:", f"server:\n  engine: {engine}\n  keepAliveTimeout: 2s", 1)
-    )
+    gateway = orders_gateway(tmp_path, engine=engine, keepAliveTimeout="2s")
     await gateway.start()
 
     async def open_for(first: bytes) -> float:
@@ -351,11 +346,7 @@ async def test_a_body_that_stops_arriving_is_dropped_after_read_timeout(
 ) -> None:
     """A publisher that sends its head and part of its body, then nothing: the connection is
     closed after `readTimeout` (2 s here), not held open forever, and nothing is stored."""
-    gateway = GatewayProcess(tmp_path, {"topics": [{"name": "orders"}]})
-    raw = gateway.config_path.read_text()
-    gateway.config_path.write_text(
-        raw.replace("server:", f"server:\n  engine: {engine}\n  readTimeout: 2s", 1)
-    )
+    gateway = orders_gateway(tmp_path, engine=engine, readTimeout="2s")
     await gateway.start()
     try:
         head = "".join(f"{name}: {value}\r\n" for name, value in BINARY_HEADERS.items())

@@ -53,6 +53,7 @@ class CommitStats:
 
 _STOP = object()
 FRESH_ANNOUNCEMENT = 0.01
+POLL = 0.0005  # how often the writer looks again while announced publishes are outstanding
 # Under load, publishes that keep arriving less than this apart belong to the same wave: the
 # writer waits for the next one (up to `linger`) instead of committing part of the wave.
 ARRIVAL_GAP = 0.0005
@@ -151,20 +152,15 @@ class Committer:
             try:
                 item = self._take(self._queue.get_nowait())
             except queue.Empty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                waiting = self._worth_waiting(deadline - time.monotonic(), in_a_wave)
+                if waiting is None:
                     break
-                if self._expecting():
-                    wait, more_expected = min(remaining, 0.0005), True
-                elif in_a_wave:
-                    wait, more_expected = min(remaining, ARRIVAL_GAP), False
-                else:
-                    break
+                wait, announced_coming = waiting
                 try:
                     item = self._take(self._queue.get(timeout=wait))
                 except queue.Empty:
-                    if more_expected:
-                        continue
+                    if announced_coming:
+                        continue  # look again until the linger ends
                     break  # the wave is over
             if item is _STOP:
                 return batch, True
@@ -173,6 +169,18 @@ class Committer:
             batch.append(item)
         self._last_publishes = sum(1 for operation in batch if operation.announced)
         return batch, False
+
+    def _worth_waiting(self, remaining: float, in_a_wave: bool) -> tuple[float, bool] | None:
+        """How long to wait for another operation before committing, and whether announced
+        publishes are outstanding (then the writer keeps looking until the linger ends);
+        None: commit now."""
+        if remaining <= 0:
+            return None
+        if self._expecting():
+            return min(remaining, POLL), True
+        if in_a_wave:
+            return min(remaining, ARRIVAL_GAP), False
+        return None
 
     def _execute(self, batch: list[Operation[Any]]) -> None:
         pending = list(batch)
