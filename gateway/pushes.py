@@ -11,16 +11,29 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from cloudevents.core.bindings import http
 from cloudevents.core.formats.json import JSONFormat
 
-from gateway.events import STRUCTURED, from_stored
+from gateway.events import STRUCTURED, from_stored, is_json
 from gateway.signing import signature_headers, webhook_id
 from gateway.targets import HttpTarget, Target
 
-_JSON = JSONFormat()
+
+class _PushFormat(JSONFormat):
+    """The SDK's JSON format, writing JSON data as JSON whatever its type. The SDK's own
+    `write_data` writes only an object as JSON: a list, number, boolean or string came out as
+    Python text (`[1, True]`), or unquoted. orjson, as everywhere else here."""
+
+    def write_data(self, data: Any, datacontenttype: str | None) -> bytes:
+        if data is None or isinstance(data, bytes | bytearray) or not is_json(datacontenttype):
+            return super().write_data(data, datacontenttype)
+        return orjson.dumps(data)
+
+
+_FORMAT = _PushFormat()
 MAX_DETAIL = 256
 
 
@@ -56,7 +69,7 @@ def build_push(payload: bytes, content_mode: str) -> PushRequest:
             {"content-type": STRUCTURED}, payload, str(identity["source"]), str(identity["id"])
         )
     event, original_time = from_stored(payload)
-    message = http.to_binary(event, _JSON)
+    message = http.to_binary(event, _FORMAT)
     headers = dict(message.headers)
     if original_time is not None:
         headers["ce-time"] = original_time  # every fraction digit the publisher sent
@@ -73,19 +86,12 @@ def _data_push(payload: bytes) -> PushRequest:
         content_type = content_type or "application/octet-stream"
     elif "data" not in document:
         body = b""
-    elif _is_json(content_type) or not isinstance(document["data"], str):
+    elif is_json(content_type) or not isinstance(document["data"], str):
         body = orjson.dumps(document["data"])
     else:
         body = document["data"].encode()
     headers = {"content-type": content_type or "application/json"} if body else {}
     return PushRequest(headers, body, str(document["source"]), str(document["id"]))
-
-
-def _is_json(content_type: str | None) -> bool:
-    if content_type is None:
-        return True
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or media.endswith("+json") or media == "text/json"
 
 
 def with_credentials(

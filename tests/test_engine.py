@@ -10,6 +10,7 @@ import pytest
 
 from gateway.clock import ManualClock
 from tests.conftest import (
+    BINARY_HEADERS,
     LOOPBACK_EGRESS,
     make_settings,
     run_gateway,
@@ -45,6 +46,37 @@ async def test_event_is_pushed_in_binary_mode_and_acked(tmp_path: Path) -> None:
                 "dropped": 0,
                 "pending": 0,
             }
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "pushed"),
+    [
+        pytest.param("application/json", b"[1, true]", b"[1,true]", id="json-array"),
+        pytest.param("application/json", b'"text"', b'"text"', id="json-string"),
+        pytest.param("application/json", b"not json", b"not json", id="says-json-but-is-not"),
+        pytest.param("text/plain", b"[1, true]", b"[1, true]", id="text"),
+    ],
+)
+async def test_binary_in_binary_out_keeps_the_data(
+    tmp_path: Path, content_type: str, body: bytes, pushed: bytes
+) -> None:
+    """What a publisher sends in binary mode reaches the subscriber as the same data (JSON
+    may be re-spaced), never as Python's text of it."""
+    async with run_subscriber() as sub:
+        settings = make_settings(
+            tmp_path, egress=LOOPBACK_EGRESS, subscriptions=[subscription("s1", sub.url)]
+        )
+        async with run_gateway(settings) as gw:
+            response = await gw.client.post(
+                "/topics/orders/events",
+                headers={**BINARY_HEADERS, "ce-id": "e1", "content-type": content_type},
+                content=body,
+            )
+            assert response.status_code == 202
+            await settle(gw)
+            [received] = sub.received
+            assert received.body == pushed
+            assert received.headers["content-type"] == content_type
 
 
 async def test_structured_mode_push_carries_the_whole_event(tmp_path: Path) -> None:

@@ -118,6 +118,25 @@ def invalid(headers: dict[str, str], body: bytes) -> InvalidEvent:
         ),
         pytest.param(binary(), b"", MINIMAL, id="no-body-no-content-type"),
         pytest.param(
+            binary(**{"content-type": "application/json"}),
+            b"not json",
+            {
+                **MINIMAL,
+                "datacontenttype": "application/json",
+                "data_base64": base64.b64encode(b"not json").decode(),
+            },
+            id="json-type-but-not-json-kept-as-bytes",
+        ),
+        pytest.param(
+            binary(**{"content-type": "application/json"}),
+            b'"a JSON string"',
+            {**MINIMAL, "datacontenttype": "application/json", "data": "a JSON string"},
+            id="json-string-body",
+        ),
+        pytest.param(
+            binary(), b"{cut", {**MINIMAL, "data_base64": "e2N1dA=="}, id="no-type-not-json"
+        ),
+        pytest.param(
             binary(ce_specversion="0.3", **{"content-type": "application/json"}),
             b'{"n": 1}',
             {

@@ -1,4 +1,5 @@
-"""Building pushes: data mode (only the event's data, as Pretry delivers it)."""
+"""Building pushes: binary mode (the SDK's mapping), and data mode (only the event's data, as
+Pretry delivers it)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,46 @@ from gateway.pushes import build_push, with_credentials
 from gateway.targets import HttpTarget, SqsTarget
 
 BASE = {"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "body"),
+    [
+        pytest.param({"data": {"a": [1, None]}}, b'{"a":[1,null]}', id="json-object"),
+        pytest.param({"data": ["a", True]}, b'["a",true]', id="json-array"),
+        pytest.param({"data": False}, b"false", id="json-boolean"),
+        pytest.param({"data": 2.5}, b"2.5", id="json-number"),
+        pytest.param({"data": "hi"}, b'"hi"', id="json-string-stays-json"),
+        pytest.param(
+            {"datacontenttype": "application/vnd.x+json", "data": [1]}, b"[1]", id="json-suffix"
+        ),
+        pytest.param(
+            {"datacontenttype": "text/plain", "data": "h\u00e9"}, "h\u00e9".encode(), id="text"
+        ),
+        pytest.param({"data_base64": "AAEC"}, b"\x00\x01\x02", id="bytes"),
+        pytest.param(
+            {"specversion": "0.3", "datacontentencoding": "base64", "data": "AAEC"},
+            b"\x00\x01\x02",
+            id="bytes-spec-0.3",
+        ),
+        pytest.param({}, b"", id="no-data"),
+    ],
+)
+def test_binary_mode_body_is_the_data_in_its_content_type(
+    fields: dict[str, Any], body: bytes
+) -> None:
+    """JSON data goes out as JSON whatever its type (the SDK alone would write a list or a
+    boolean as Python text); text as text; bytes as they are."""
+    request = build_push(orjson.dumps({**BASE, **fields}), "binary")
+    assert request.body == body
+    assert request.headers.get("content-type") == fields.get("datacontenttype")
+    assert request.headers["ce-id"] == "e-1"
+
+
+def test_binary_mode_keeps_the_published_time_and_invents_none() -> None:
+    timed = build_push(orjson.dumps({**BASE, "time": "2024-05-06T07:08:09.123456789Z"}), "binary")
+    assert timed.headers["ce-time"] == "2024-05-06T07:08:09.123456789Z"
+    assert "ce-time" not in build_push(orjson.dumps(BASE), "binary").headers
 
 
 @pytest.mark.parametrize(
