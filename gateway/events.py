@@ -194,12 +194,19 @@ def from_stored(payload: bytes) -> tuple[BaseCloudEvent, str | None]:
 def _stored_data(document: dict[str, Any]) -> Any:
     """Take the data out of a stored document: a JSON value, text, or bytes (base64 in the
     stored form: 1.0's `data_base64`, 0.3's `datacontentencoding: base64`)."""
-    if "data_base64" in document:
-        return base64.b64decode(document.pop("data_base64"))
+    encoded = document.pop("data_base64", None)
+    if encoded is not None:
+        return base64.b64decode(encoded)
     data = document.pop("data", None)
-    if str(document.get("datacontentencoding", "")).lower() == "base64" and isinstance(data, str):
+    if _base64_in_data(document) and isinstance(data, str):
         return base64.b64decode(data)
     return data
+
+
+def _base64_in_data(document: dict[str, Any]) -> bool:
+    """Spec 0.3 carried bytes as base64 in `data`; in 1.0 the attribute is just an extension."""
+    encoding = str(document.get("datacontentencoding", "")).lower()
+    return document.get("specversion") == "0.3" and encoding == "base64"
 
 
 def is_json(content_type: str | None) -> bool:

@@ -25,11 +25,16 @@ from gateway.targets import HttpTarget, Target
 class _PushFormat(JSONFormat):
     """The SDK's JSON format, writing JSON data as JSON whatever its type. The SDK's own
     `write_data` writes only an object as JSON: a list, number, boolean or string came out as
-    Python text (`[1, True]`), or unquoted. orjson, as everywhere else here."""
+    Python text (`[1, True]`), or unquoted. Text (a string under a non-JSON type) and bytes
+    go as they are. orjson, as everywhere else here."""
 
     def write_data(self, data: Any, datacontenttype: str | None) -> bytes:
-        if data is None or isinstance(data, bytes | bytearray) or not is_json(datacontenttype):
-            return super().write_data(data, datacontenttype)
+        if data is None:
+            return b""
+        if isinstance(data, bytes | bytearray):
+            return bytes(data)
+        if isinstance(data, str) and not is_json(datacontenttype):
+            return data.encode()
         return orjson.dumps(data)
 
 
@@ -81,7 +86,7 @@ def _data_push(payload: bytes) -> PushRequest:
     string stays a JSON string; other text as it is; binary data decoded from base64."""
     document = orjson.loads(payload)
     content_type = document.get("datacontenttype")
-    if "data_base64" in document:
+    if document.get("data_base64") is not None:
         body = base64.b64decode(document["data_base64"])
         content_type = content_type or "application/octet-stream"
     elif "data" not in document:

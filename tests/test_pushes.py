@@ -35,6 +35,17 @@ BASE = {"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t"}
             id="bytes-spec-0.3",
         ),
         pytest.param({}, b"", id="no-data"),
+        pytest.param({"data_base64": None}, b"", id="null-data-base64"),
+        pytest.param(
+            {"datacontenttype": "application/xml", "data": [1, True]},
+            b"[1,true]",
+            id="json-value-under-another-type",
+        ),
+        pytest.param(
+            {"datacontenttype": "text/plain", "datacontentencoding": "base64", "data": "AAEC"},
+            b"AAEC",
+            id="spec-1.0-extension-is-not-an-encoding",
+        ),
     ],
 )
 def test_binary_mode_body_is_the_data_in_its_content_type(
@@ -76,6 +87,7 @@ def test_binary_mode_keeps_the_published_time_and_invents_none() -> None:
             {"data_base64": "AAEC"}, "application/octet-stream", b"\x00\x01\x02", id="binary"
         ),
         pytest.param({}, None, b"", id="no-data"),
+        pytest.param({"data_base64": None}, None, b"", id="null-data-base64"),
     ],
 )
 def test_data_mode_sends_only_the_data(
