@@ -34,6 +34,7 @@ from typing import Any
 
 import harness as h
 import httpx
+import loads
 import orjson
 from hypercorn.asyncio import serve
 
@@ -167,27 +168,6 @@ async def wait_ready(client: httpx.AsyncClient, seconds: float = 30) -> None:
     raise TimeoutError("the gateway did not turn ready")
 
 
-async def store_events(client: httpx.AsyncClient, count: int) -> None:
-    for start in range(0, count, 1000):
-        batch = [
-            {
-                "specversion": "1.0",
-                "id": f"e{index}",
-                "source": "/bench",
-                "type": "bench.event",
-                "datacontenttype": "application/json",
-                "data": {"n": index, "text": "hello world"},
-            }
-            for index in range(start, min(count, start + 1000))
-        ]
-        response = await client.post(
-            "/topics/orders/events",
-            content=orjson.dumps(batch),
-            headers={"content-type": "application/cloudevents-batch+json"},
-        )
-        response.raise_for_status()
-
-
 async def measure(events: int, target: HttpTarget | None) -> dict[str, Any]:
     settings = parse_config(
         {
@@ -216,7 +196,10 @@ async def measure(events: int, target: HttpTarget | None) -> dict[str, Any]:
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             await wait_ready(client)
-            await store_events(client, events)
+            stored = await loads.seed(
+                f"http://127.0.0.1:{port}/topics/orders/events", events, 4, 120, "e"
+            )
+            assert stored["events"] == events, stored
         timeline = CommitTimeline(gateway.store)
         timeline.install()
         before, started = thread_cpu(), time.perf_counter()

@@ -29,13 +29,7 @@ class _PushFormat(JSONFormat):
     go as they are. orjson, as everywhere else here."""
 
     def write_data(self, data: Any, datacontenttype: str | None) -> bytes:
-        if data is None:
-            return b""
-        if isinstance(data, bytes | bytearray):
-            return bytes(data)
-        if isinstance(data, str) and not is_json(datacontenttype):
-            return data.encode()
-        return orjson.dumps(data)
+        return b"" if data is None else _data_bytes(data, datacontenttype)
 
 
 _FORMAT = _PushFormat()
@@ -91,12 +85,20 @@ def _data_push(payload: bytes) -> PushRequest:
         content_type = content_type or "application/octet-stream"
     elif "data" not in document:
         body = b""
-    elif is_json(content_type) or not isinstance(document["data"], str):
-        body = orjson.dumps(document["data"])
     else:
-        body = document["data"].encode()
+        body = _data_bytes(document["data"], content_type)
     headers = {"content-type": content_type or "application/json"} if body else {}
     return PushRequest(headers, body, str(document["source"]), str(document["id"]))
+
+
+def _data_bytes(data: Any, content_type: str | None) -> bytes:
+    """A push body from an event's data: bytes as they are, text (a string under a non-JSON
+    type) as UTF-8, anything else (JSON null included) as JSON."""
+    if isinstance(data, bytes | bytearray):
+        return bytes(data)
+    if isinstance(data, str) and not is_json(content_type):
+        return data.encode()
+    return orjson.dumps(data)
 
 
 def with_credentials(
