@@ -12,12 +12,12 @@ reading the answer); redirects are never followed and cookies never kept; at mos
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
 
+from gateway.deadlines import Deadlines
 from gateway.egress import EgressDenied, EgressDeniedError, EgressPolicy, PolicyResolver
 from gateway.pushes import PushRequest, PushResult
 from gateway.sqs import SqsSink
@@ -68,6 +68,7 @@ class HttpSink:
         self._max_response_bytes = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
         self._refusals: dict[str, str | None] = {}  # url -> why egress refuses it, or None
+        self._deadlines = Deadlines()
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -95,8 +96,7 @@ class HttpSink:
         if refusal is not None:
             return _failed("egress-denied", refusal)
         try:
-            async with asyncio.timeout(deadline):
-                return await self._post(self._session, url, request)
+            return await self._deadlines.run(self._post(self._session, url, request), deadline)
         except TimeoutError:
             return _failed("timeout", f"no answer within {deadline:g}s")
         except (aiohttp.ClientSSLError, ssl.SSLError) as error:
