@@ -100,6 +100,9 @@ def main() -> None:
     settings = load_config(options.config)
     engine: Any = options.engine or getattr(settings.server, "engine", "hypercorn")
     app = create_app(settings.server.max_body_size)
+    tune_gc = getattr(gateway_server, "tune_gc", None)  # benching a tree from before it
+    if tune_gc is not None:
+        tune_gc()  # the gateway's own process settings
     if engine == "uvicorn":
         serve_uvicorn(app, settings.server)
     else:

@@ -74,7 +74,7 @@ def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app, open_lmdb
-    from gateway.server import run_server
+    from gateway.server import run_server, tune_gc
     from gateway.store.lmdb import DataDirInUse
     from gateway.subscriptions import validate_settings
 
@@ -87,6 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ce-gateway: {error}", file=sys.stderr)
         return 1
     app = create_app(settings, open_store=lambda _: store)
+    tune_gc()
     asyncio.run(run_server(app, settings.server))
     return 0
 

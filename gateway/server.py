@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterator
@@ -36,6 +37,24 @@ from gateway.settings import ServerSettings
 
 log = logging.getLogger("gateway.config")
 MAX_INCOMPLETE_HEAD = 16 * 1024
+GC_YOUNG_THRESHOLD = 10_000  # allocations between young-generation collections (Python: 700)
+
+
+def tune_gc() -> None:
+    """Set the serving process's garbage collector for a server's allocation pattern; call
+    once, when the app is built and before serving.
+
+    At Python's default, the young generation is collected every 700 allocations, so the
+    objects of pushes and requests in flight (alive for milliseconds) survive into the older
+    generations, and the full collections they trigger traverse every object in the process.
+    Collecting less often lets them die young; freezing what was built at start-up (modules,
+    app, settings) keeps it out of every later collection. Measured: event-loop CPU per push
+    -15 % (bench/RESULTS.md, session 5). Both are per process, so the app and tests do not
+    call this."""
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, oldest)
 
 
 def hypercorn_config(server: ServerSettings, bind: str | None = None) -> Config:
