@@ -24,26 +24,33 @@ class Deadlines:
     """Runs awaitables in the current task, each bounded in seconds of loop time."""
 
     def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._running: dict[asyncio.Task[object], float] = {}  # task -> deadline (loop time)
         self._overrun: set[asyncio.Task[object]] = set()  # cancelled by the timer
         self._timer: asyncio.TimerHandle | None = None
 
     async def run(self, awaitable: Awaitable[T], seconds: float) -> T:
-        """`await awaitable`, or raise TimeoutError once `seconds` have passed."""
+        """`await awaitable`, or raise TimeoutError once `seconds` have passed. Not nested:
+        one task runs one awaitable at a time here."""
         task = asyncio.current_task()
         assert task is not None, "Deadlines.run() inside a task"
+        if task in self._running:
+            raise RuntimeError("Deadlines.run() does not nest within one task")
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop: nothing of the last one carries over
+            self._loop, self._running, self._overrun, self._timer = loop, {}, set(), None
         deadline = loop.time() + seconds
         self._running[task] = deadline
         if self._timer is None or deadline < self._timer.when():
             self._set_timer(loop, deadline)
+        cancelling = task.cancelling()  # cancellations already pending are not ours
         try:
             return await awaitable
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as error:
             if task in self._overrun:
                 self._overrun.discard(task)
-                if task.uncancel() == 0:  # only the timer cancelled it
-                    raise TimeoutError from None
+                if task.uncancel() <= cancelling:  # only the timer cancelled it
+                    raise TimeoutError from error
             raise
         finally:
             del self._running[task]

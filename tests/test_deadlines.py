@@ -103,3 +103,53 @@ async def test_an_awaitable_that_swallows_the_cancellation_leaves_the_task_whole
     assert await deadlines.run(stubborn(), SHORT) == "swallowed"
     assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
     assert await answer_after(SHORT, "after") == "after"
+
+
+async def test_a_task_already_cancelling_still_gets_its_timeout() -> None:
+    """A task that swallowed an earlier cancellation (its count stays 1) and then overruns a
+    push gets TimeoutError, as with asyncio.timeout, not a CancelledError."""
+    deadlines = Deadlines()
+
+    async def worker() -> str:
+        try:
+            await asyncio.sleep(LONG)
+        except asyncio.CancelledError:
+            pass  # swallowed, not uncancelled
+        try:
+            await deadlines.run(answer_after(LONG), SHORT)
+        except TimeoutError:
+            return "timeout"
+        return "answer"
+
+    task = asyncio.create_task(worker())
+    await asyncio.sleep(0)
+    task.cancel()
+    assert await task == "timeout"
+
+
+def test_one_instance_serves_one_event_loop_after_another() -> None:
+    """A sink outlives an event loop in tests and tools: a timer left armed on the last
+    loop must not keep the next loop's pushes from timing out."""
+    deadlines = Deadlines()
+
+    async def quick() -> str:
+        return await deadlines.run(answer_after(0), SHORT)  # leaves the timer armed
+
+    async def stuck() -> float:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(deadlines.run(answer_after(LONG), SHORT), 1.0)
+        return loop.time() - started
+
+    assert asyncio.run(quick()) == "answer"
+    assert asyncio.run(stuck()) < 1.0  # the deadline fired, not wait_for's guard
+
+
+async def test_nesting_in_one_task_is_refused() -> None:
+    deadlines = Deadlines()
+    inner = answer_after(0)
+    with pytest.raises(RuntimeError, match="does not nest"):
+        await deadlines.run(deadlines.run(inner, LONG), LONG)
+    inner.close()  # refused before it was awaited
+    assert await deadlines.run(answer_after(0), LONG) == "answer"  # nothing was left behind
