@@ -64,7 +64,7 @@ class Committer:
         self,
         begin: Callable[[], Transaction],
         commit: Callable[[Transaction], None],
-        before_batch: Callable[[], None],
+        before_growth: Callable[[], None],
         on_map_full: Callable[[], bool],
         translate: Callable[[BaseException], BaseException],
         max_batch: int = 2048,
@@ -75,7 +75,7 @@ class Committer:
     ) -> None:
         self._begin = begin
         self._commit = commit
-        self._before_batch = before_batch
+        self._before_growth = before_growth
         self._on_map_full = on_map_full
         self._translate = translate
         self._max_batch = max_batch
@@ -187,7 +187,11 @@ class Committer:
         grown = False
         while pending:
             try:
-                self._before_batch()
+                if any(operation.grows for operation in pending):
+                    # Only a batch that adds data checks the map's room: that check takes the
+                    # read gate and four LMDB calls, 0.7 ms of the writer's time when pushes'
+                    # outcomes are committed. Growth any other batch needs is made on demand.
+                    self._before_growth()
                 self._apply(pending)
                 return
             except lmdb.MapFullError as error:

@@ -106,7 +106,7 @@ class LmdbStore:
         self._committer = Committer(
             begin=lambda: self.env.begin(write=True),
             commit=self._commit_transaction,
-            before_batch=self._grow_if_needed,
+            before_growth=self._grow_if_needed,
             on_map_full=self._grow_on_full,
             translate=_translate,
             observe=lambda operations, seconds: self.on_commit(operations, seconds),
