@@ -103,6 +103,7 @@ class LmdbStore:
         log.info("store opened at %s; stale reader slots reclaimed: %d", data_dir, reclaimed)
         self.reclaimed_readers = reclaimed
         self.db = {name: self.env.open_db(name.encode()) for name in TABLES}
+        self._page_size = int(self.env.stat()["psize"])
         self._committer = Committer(
             begin=lambda: self.env.begin(write=True),
             commit=self._commit_transaction,
@@ -134,7 +135,7 @@ class LmdbStore:
     def used_bytes(self) -> int:
         """Pages ever used (a high-water mark: freed pages are reused, not returned)."""
         with self._read_gate:  # the writer thread may be resizing the map
-            return int((self.env.info()["last_pgno"] + 1) * self.env.stat()["psize"])
+            return int((self.env.info()["last_pgno"] + 1) * self._page_size)
 
     def map_size(self) -> int:
         with self._read_gate:
@@ -158,7 +159,10 @@ class LmdbStore:
         self.full = False
 
     def _grow_if_needed(self) -> None:
-        if self.used_bytes() > GROW_AT * self.map_size():
+        # Runs in the writer thread, the only one that resizes the map: no read gate (which
+        # the event loop's reads hold) and one LMDB call, before every batch that adds data.
+        info = self.env.info()
+        if (info["last_pgno"] + 1) * self._page_size > GROW_AT * info["map_size"]:
             self._resize()
 
     def _grow_on_full(self) -> bool:
