@@ -249,6 +249,25 @@ async def test_map_grows_before_it_fills(tmp_path: Path) -> None:
         assert gw.store.map_size() > 1024**2
 
 
+async def test_writes_that_do_not_count_as_growth_still_get_room_on_demand(
+    tmp_path: Path,
+) -> None:
+    """Only publishes check the map's room before their batch; any other write (outcomes,
+    dead letters moving) that fills the map grows it when LMDB says it is full, and commits."""
+    store = LmdbStore(tmp_path, map_size=1024**2, max_map_size=64 * 1024**2)
+    try:
+        for index in range(64):  # 64 x 64 KiB into a 1 MiB map, as non-growth writes
+
+            def put(txn: Transaction, index: int = index) -> None:
+                txn.put(b"pad/%d" % index, b"x" * 65536, db=store.db["meta"])
+
+            await store.write(put)
+        assert store.map_size() > 1024**2
+        assert store.read(lambda txn: txn.get(b"pad/63", db=store.db["meta"])) == b"x" * 65536
+    finally:
+        store.close()
+
+
 async def test_full_store_answers_507_and_is_not_ready(tmp_path: Path) -> None:
     """R13 (in-process part): never 2xx for what was not stored; readiness reports it."""
     settings = make_settings(tmp_path / "d", server={"mapSize": "1MiB", "maxMapSize": "1MiB"})
