@@ -47,16 +47,21 @@ class Deadlines:
         try:
             return await awaitable
         except asyncio.CancelledError as error:
-            if task in self._overrun:
-                self._overrun.discard(task)
-                if task.uncancel() <= cancelling:  # only the timer cancelled it
-                    raise TimeoutError from error
+            # Take back the timer's cancellation; a TimeoutError if it was the only one.
+            if self._was_overrun(task) and task.uncancel() <= cancelling:
+                raise TimeoutError from error
             raise
         finally:
             del self._running[task]
-            if task in self._overrun:  # overran, but the awaitable swallowed the cancellation
-                self._overrun.discard(task)
+            if self._was_overrun(task):  # overran, but the awaitable swallowed the cancel
                 task.uncancel()
+
+    def _was_overrun(self, task: asyncio.Task[object]) -> bool:
+        """Whether the timer cancelled `task` (and forget it, so it is taken back once)."""
+        if task not in self._overrun:
+            return False
+        self._overrun.discard(task)
+        return True
 
     def _set_timer(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         if self._timer is not None:

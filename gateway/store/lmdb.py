@@ -18,9 +18,9 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import lmdb
 
@@ -135,7 +135,10 @@ class LmdbStore:
     def used_bytes(self) -> int:
         """Pages ever used (a high-water mark: freed pages are reused, not returned)."""
         with self._read_gate:  # the writer thread may be resizing the map
-            return int((self.env.info()["last_pgno"] + 1) * self._page_size)
+            return self._used_bytes(self.env.info())
+
+    def _used_bytes(self, info: Mapping[str, Any]) -> int:
+        return int((info["last_pgno"] + 1) * self._page_size)
 
     def map_size(self) -> int:
         with self._read_gate:
@@ -162,7 +165,7 @@ class LmdbStore:
         # Runs in the writer thread, the only one that resizes the map: no read gate (which
         # the event loop's reads hold) and one LMDB call, before every batch that adds data.
         info = self.env.info()
-        if (info["last_pgno"] + 1) * self._page_size > GROW_AT * info["map_size"]:
+        if self._used_bytes(info) > GROW_AT * info["map_size"]:
             self._resize()
 
     def _grow_on_full(self) -> bool:
