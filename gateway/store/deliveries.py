@@ -3,10 +3,9 @@
 A delivery lives in one of two places. Until its first attempt fails it is *fresh*: one row in
 `fresh`, keyed by seq, which for one subscription is also due order (due = publish time plus the
 subscription's delay), so it needs no due-index row and an ack is one delete. That is the whole
-happy path: every LMDB call made by the writer thread hands the GIL to the busy event loop and
-waits to get it back, and a second delete per ack cost about a sixth of the push rate
-(bench/RESULTS.md, "Session 6"). A retried delivery moves to `deliveries` with a row in the
-`due` index, where it is read in due order whatever its seq.
+happy path, and it matters: every LMDB call the writer thread makes hands the GIL to the busy
+event loop and waits to get it back (bench/RESULTS.md, "Session 6"). A retried delivery moves
+to `deliveries` with a row in the `due` index, where it is read in due order whatever its seq.
 
 Every state change of a delivery happens in one write transaction with what it implies: an ack
 deletes the delivery; a retry moves it in the due index; a dead letter deletes it and appends
@@ -128,7 +127,7 @@ class DeliveryLedger:
         if isinstance(decision, RetryAt):
             self._reschedule(txn, settlement, state, decision.due)
             return set()
-        self._remove(txn, settlement.subscription, state)
+        self._delete(txn, settlement.subscription, state.seq, state.due)
         if isinstance(decision, Ack):
             self.count(txn, settlement.subscription, "acked")
             return set()
@@ -160,9 +159,6 @@ class DeliveryLedger:
             keys.encode_delivery(updated),
             db=self._db["deliveries"],
         )
-
-    def _remove(self, txn: Transaction, subscription: str, state: keys.DeliveryState) -> None:
-        self._delete(txn, subscription, state.seq, state.due)
 
     def _delete(self, txn: Transaction, subscription: str, seq: int, due: float) -> bool:
         """Delete a pending delivery wherever it lives; True if it was pending. A fresh one
@@ -245,7 +241,7 @@ class DeliveryLedger:
         for subscription, _ in self.subscriptions_of(topic):
             state = self._state(txn, subscription, seq)
             if state is not None:
-                self._remove(txn, subscription, state)
+                self._delete(txn, subscription, state.seq, state.due)
                 self.count(txn, subscription, "dropped")
                 self.count(txn, subscription, f"dropped.{reason}")
 
