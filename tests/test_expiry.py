@@ -25,7 +25,6 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.store import keys
-from gateway.store.scan import scan_prefix
 from tests.conftest import (
     LOOPBACK_EGRESS,
     RunningGateway,
@@ -67,9 +66,11 @@ def snapshot(gw: RunningGateway, name: str, topic: str, dead_topic: str | None) 
                     break
                 counters[key[len(prefix) :].decode()] = keys.SEQ.unpack(value)[0]
         pending: set[str] = set()
-        prefix = keys.delivery_prefix(name)
-        for table in ("fresh", "deliveries"):  # not yet attempted, and retried
-            for _, value in scan_prefix(txn, store.db[table], prefix):
+        cursor = txn.cursor(db=store.db["deliveries"])
+        if cursor.set_range(keys.due_prefix(name)):
+            for key, value in cursor:
+                if not key.startswith(keys.due_prefix(name)):
+                    break
                 state = keys.decode_delivery(value)
                 event = txn.get(keys.event_key(topic, state.seq), db=store.db["events"])
                 assert event is not None, "a pending delivery whose event is gone"

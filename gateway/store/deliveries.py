@@ -1,12 +1,5 @@
 """The delivery tables: pending deliveries, the due-time index, and per-subscription counters.
 
-A delivery lives in one of two places. Until its first attempt fails it is *fresh*: one row in
-`fresh`, keyed by seq, which for one subscription is also due order (due = publish time plus the
-subscription's delay), so it needs no due-index row and an ack is one delete. That is the whole
-happy path, and it matters: every LMDB call the writer thread makes hands the GIL to the busy
-event loop and waits to get it back (bench/RESULTS.md, "Session 6"). A retried delivery moves
-to `deliveries` with a row in the `due` index, where it is read in due order whatever its seq.
-
 Every state change of a delivery happens in one write transaction with what it implies: an ack
 deletes the delivery; a retry moves it in the due index; a dead letter deletes it and appends
 the event to the dead-letter topic (fanned out to that topic's subscriptions) in the same
@@ -18,7 +11,6 @@ published = acked + deadlettered + dropped + pending (R8).
 from __future__ import annotations
 
 import collections
-import itertools
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -90,8 +82,11 @@ class DeliveryLedger:
         created = due if enqueued is None else enqueued
         state = keys.DeliveryState(topic, seq, 0, due, expires, payload=payload, enqueued=created)
         txn.put(
-            keys.delivery_key(subscription, seq), keys.encode_delivery(state), db=self._db["fresh"]
+            keys.delivery_key(subscription, seq),
+            keys.encode_delivery(state),
+            db=self._db["deliveries"],
         )
+        txn.put(keys.due_key(subscription, due, seq), b"", db=self._db["due"])
         if counted:
             self.count(txn, subscription, "published")
 
@@ -120,14 +115,16 @@ class DeliveryLedger:
 
     def settle(self, txn: Transaction, settlement: Settlement, now: float) -> set[str]:
         """Apply one attempt's decision; returns subscriptions that got new deliveries."""
-        state = self._state(txn, settlement.subscription, settlement.seq)
-        if state is None:  # settled already (e.g. expired meanwhile) or subscription deleted
+        key = keys.delivery_key(settlement.subscription, settlement.seq)
+        value = txn.get(key, db=self._db["deliveries"])
+        if value is None:  # settled already (e.g. expired meanwhile) or subscription deleted
             return set()
+        state = keys.decode_delivery(value)
         decision = settlement.decision
         if isinstance(decision, RetryAt):
             self._reschedule(txn, settlement, state, decision.due)
             return set()
-        self._delete(txn, settlement.subscription, state.seq, state.due)
+        self._remove(txn, settlement.subscription, state)
         if isinstance(decision, Ack):
             self.count(txn, settlement.subscription, "acked")
             return set()
@@ -137,7 +134,11 @@ class DeliveryLedger:
         """The common case, without reading the record: only this lane settles it, and if it
         is gone (expired or deleted meanwhile) there is nothing to do. True if it was pending
         (the caller counts it)."""
-        return self._delete(txn, settlement.subscription, settlement.seq, due)
+        subscription, seq = settlement.subscription, settlement.seq
+        if not txn.delete(keys.delivery_key(subscription, seq), db=self._db["deliveries"]):
+            return False
+        txn.delete(keys.due_key(subscription, due, seq), db=self._db["due"])
+        return True
 
     def _reschedule(
         self, txn: Transaction, settlement: Settlement, state: keys.DeliveryState, due: float
@@ -152,7 +153,7 @@ class DeliveryLedger:
             last_body=failure.body,
         )
         subscription = settlement.subscription
-        self._delete(txn, subscription, state.seq, state.due)
+        txn.delete(keys.due_key(subscription, state.due, state.seq), db=self._db["due"])
         txn.put(keys.due_key(subscription, due, state.seq), b"", db=self._db["due"])
         txn.put(
             keys.delivery_key(subscription, state.seq),
@@ -160,22 +161,9 @@ class DeliveryLedger:
             db=self._db["deliveries"],
         )
 
-    def _delete(self, txn: Transaction, subscription: str, seq: int, due: float) -> bool:
-        """Delete a pending delivery wherever it lives; True if it was pending. A fresh one
-        (the common case) costs one LMDB call."""
-        key = keys.delivery_key(subscription, seq)
-        if txn.delete(key, db=self._db["fresh"]):
-            return True
-        if not txn.delete(key, db=self._db["deliveries"]):
-            return False
-        txn.delete(keys.due_key(subscription, due, seq), db=self._db["due"])
-        return True
-
-    def _state(self, txn: Transaction, subscription: str, seq: int) -> keys.DeliveryState | None:
-        """A pending delivery's state, fresh or retried; None if it is not pending."""
-        key = keys.delivery_key(subscription, seq)
-        value = txn.get(key, db=self._db["fresh"]) or txn.get(key, db=self._db["deliveries"])
-        return None if value is None else keys.decode_delivery(value)
+    def _remove(self, txn: Transaction, subscription: str, state: keys.DeliveryState) -> None:
+        txn.delete(keys.delivery_key(subscription, state.seq), db=self._db["deliveries"])
+        txn.delete(keys.due_key(subscription, state.due, state.seq), db=self._db["due"])
 
     def _dead_letter(
         self,
@@ -219,9 +207,10 @@ class DeliveryLedger:
         """The event's retention ended: every delivery still pending is dead-lettered/dropped."""
         woken: set[str] = set()
         for subscription, dead_letter_topic in self.subscriptions_of(topic):
-            state = self._state(txn, subscription, seq)
-            if state is None:
+            value = txn.get(keys.delivery_key(subscription, seq), db=self._db["deliveries"])
+            if value is None:
                 continue
+            state = keys.decode_delivery(value)
             failure = Failure(state.last_status, state.last_error, state.last_body)
             settlement = Settlement(
                 subscription,
@@ -239,17 +228,15 @@ class DeliveryLedger:
         """The event left its topic (purged, redriven): its pending deliveries to that topic's
         subscriptions can never be made, so they are dropped and counted, not left stuck."""
         for subscription, _ in self.subscriptions_of(topic):
-            state = self._state(txn, subscription, seq)
-            if state is not None:
-                self._delete(txn, subscription, state.seq, state.due)
+            value = txn.get(keys.delivery_key(subscription, seq), db=self._db["deliveries"])
+            if value is not None:
+                self._remove(txn, subscription, keys.decode_delivery(value))
                 self.count(txn, subscription, "dropped")
                 self.count(txn, subscription, f"dropped.{reason}")
 
     def delete_subscription(self, txn: Transaction, subscription: str) -> int:
         """Drop every pending delivery of `subscription` and its counters; returns how many."""
-        prefix = keys.delivery_prefix(subscription)
-        dropped = delete_prefix(txn, self._db["fresh"], prefix)
-        dropped += delete_prefix(txn, self._db["deliveries"], prefix)
+        dropped = delete_prefix(txn, self._db["deliveries"], keys.delivery_prefix(subscription))
         delete_prefix(txn, self._db["due"], keys.due_prefix(subscription))
         delete_prefix(txn, self._db["meta"], keys.counter_key(subscription, ""))
         txn.delete(keys.subscription_key(subscription), db=self._db["meta"])
@@ -260,50 +247,21 @@ class DeliveryLedger:
     def due(
         self, subscription: str, now: float, limit: int, skip: Container[int]
     ) -> list[DueDelivery]:
-        """Up to `limit` deliveries due by `now`, earliest first, not in `skip` (in flight):
-        fresh ones and retries, merged by due time."""
+        """Up to `limit` deliveries due by `now`, earliest first, not in `skip` (in flight)."""
+        prefix = keys.due_prefix(subscription)
+        horizon = keys.due_key(subscription, now, 2**64 - 1)
 
         def run(txn: Transaction) -> list[DueDelivery]:
-            fresh = self._due_fresh(txn, subscription, now, limit, skip)
-            retries = self._due_retries(txn, subscription, now, limit, skip)
-            if not retries:  # the happy path: nothing failed, fresh ones are in due order
-                return fresh
-            return sorted(fresh + retries, key=lambda found: found.state.due)[:limit]
+            found: list[DueDelivery] = []
+            for key in scan_keys(txn, self._db["due"], prefix):
+                if len(found) >= limit or key > horizon:
+                    break
+                _, seq = keys.split_due_key(key)
+                if seq not in skip:
+                    found.extend(self._load(txn, subscription, seq))
+            return found
 
         return self._store.read(run)
-
-    def _due_fresh(
-        self, txn: Transaction, subscription: str, now: float, limit: int, skip: Container[int]
-    ) -> list[DueDelivery]:
-        """Fresh deliveries in seq order up to the first one not yet due. (A subscription's
-        delay lowered, or the wall clock stepped back across a restart, can put a later due
-        time ahead in seq order; what follows it then waits at most that difference.)"""
-        found: list[DueDelivery] = []
-        for key, value in scan_prefix(txn, self._db["fresh"], keys.delivery_prefix(subscription)):
-            if len(found) >= limit:
-                break
-            seq = keys.seq_of(key)
-            if seq in skip:
-                continue
-            state = keys.decode_delivery(value)
-            if state.due > now:
-                break
-            found.append(DueDelivery(subscription, seq, state, self._payload(txn, state)))
-        return found
-
-    def _due_retries(
-        self, txn: Transaction, subscription: str, now: float, limit: int, skip: Container[int]
-    ) -> list[DueDelivery]:
-        """Retried deliveries from the due index, earliest first."""
-        horizon = keys.due_key(subscription, now, 2**64 - 1)
-        found: list[DueDelivery] = []
-        for key in scan_keys(txn, self._db["due"], keys.due_prefix(subscription)):
-            if len(found) >= limit or key > horizon:
-                break
-            _, seq = keys.split_due_key(key)
-            if seq not in skip:
-                found.extend(self._load(txn, subscription, seq))
-        return found
 
     def _load(self, txn: Transaction, subscription: str, seq: int) -> list[DueDelivery]:
         value = txn.get(keys.delivery_key(subscription, seq), db=self._db["deliveries"])
@@ -318,22 +276,12 @@ class DeliveryLedger:
         start = keys.due_key(subscription, after, 2**64 - 1)
 
         def run(txn: Transaction) -> float | None:
-            found = [self._next_fresh(txn, subscription, after)]
             cursor = txn.cursor(db=self._db["due"])
             if cursor.set_range(start) and cursor.key().startswith(prefix):
-                found.append(keys.split_due_key(cursor.key())[0])
-            return min((due for due in found if due is not None), default=None)
+                return keys.split_due_key(cursor.key())[0]
+            return None
 
         return self._store.read(run)
-
-    def _next_fresh(self, txn: Transaction, subscription: str, after: float) -> float | None:
-        """The first fresh due time later than `after`. Those before it are in flight (the
-        lane asks only when nothing due is left to take), so the walk is short."""
-        for _, value in scan_prefix(txn, self._db["fresh"], keys.delivery_prefix(subscription)):
-            due = keys.decode_delivery(value).due
-            if due > after:
-                return due
-        return None
 
     def counters(self, subscription: str) -> dict[str, int]:
         prefix = keys.counter_key(subscription, "")
@@ -347,16 +295,14 @@ class DeliveryLedger:
         return self._store.read(run)
 
     def oldest_pending(self, subscription: str) -> float | None:
-        """When the oldest pending delivery was created (both tables are keyed in seq order)."""
+        """When the oldest pending delivery was created (deliveries are keyed in seq order)."""
         prefix = keys.delivery_prefix(subscription)
 
         def run(txn: Transaction) -> float | None:
-            heads = (
-                keys.decode_delivery(value).enqueued
-                for table in ("fresh", "deliveries")
-                for _, value in itertools.islice(scan_prefix(txn, self._db[table], prefix), 1)
-            )
-            return min(heads, default=None)
+            cursor = txn.cursor(db=self._db["deliveries"])
+            if cursor.set_range(prefix) and cursor.key().startswith(prefix):
+                return keys.decode_delivery(cursor.value()).enqueued
+            return None
 
         return self._store.read(run)
 
@@ -366,11 +312,7 @@ class DeliveryLedger:
         prefix = keys.delivery_prefix(subscription)
 
         def run(txn: Transaction) -> int:
-            return sum(
-                1
-                for table in ("fresh", "deliveries")
-                for _ in scan_keys(txn, self._db[table], prefix)
-            )
+            return sum(1 for _ in scan_keys(txn, self._db["deliveries"], prefix))
 
         return self._store.read(run)
 

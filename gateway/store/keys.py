@@ -2,9 +2,8 @@
 
     events      topic \\0 seq(u64)              -> received(f64) dedup(32) payload
     dedup       sha256(topic, source, id)       -> seq(u64) received(f64)
-    fresh       subscription \\0 seq(u64)       -> DeliveryState (msgpack), not yet attempted
-    deliveries  subscription \\0 seq(u64)       -> DeliveryState (msgpack), retried
-    due         subscription \\0 due_ms(u64) seq -> b""          (due-time index of `deliveries`)
+    deliveries  subscription \\0 seq(u64)       -> DeliveryState (msgpack)
+    due         subscription \\0 due_ms(u64) seq -> b""          (the due-time index)
     meta        b"seq"                          -> last seq assigned (u64; absent before the first)
                 b"topic/" name                  -> topic settings (JSON)
                 b"subscription/" name           -> subscription spec (JSON)

@@ -62,7 +62,7 @@ GROW_AT = 0.8
 # File-backed resident memory (the store's map, shared libraries) above which the map's pages
 # are released (gateway.store.mapped).
 MAPPED_BUDGET = 96 * 1024**2
-TABLES = ("events", "dedup", "fresh", "deliveries", "due", "meta")
+TABLES = ("events", "dedup", "deliveries", "due", "meta")
 
 
 class DataDirInUse(RuntimeError):
