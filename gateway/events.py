@@ -205,8 +205,11 @@ def _stored_data(document: dict[str, Any]) -> Any:
 
 def _base64_in_data(document: dict[str, Any]) -> bool:
     """Spec 0.3 carried bytes as base64 in `data`; in 1.0 the attribute is just an extension."""
-    encoding = str(document.get("datacontentencoding", "")).lower()
-    return document.get("specversion") == "0.3" and encoding == "base64"
+    return document.get("specversion") == "0.3" and _declares_base64(document)
+
+
+def _declares_base64(document: Mapping[str, Any]) -> bool:
+    return str(document.get("datacontentencoding", "")).lower() == "base64"
 
 
 def is_json(content_type: str | None) -> bool:
@@ -296,7 +299,7 @@ def _check_value_types(document: Mapping[str, Any], index: int | None) -> None:
     if "time" in document and not isinstance(document["time"], str):
         raise InvalidEvent("time must be an RFC 3339 string", field="time", index=index)
     _check_base64(document.get("data_base64"), "data_base64", index)
-    if str(document.get("datacontentencoding", "")).lower() == "base64":  # spec 0.3
+    if _declares_base64(document):  # spec 0.3
         _check_base64(document.get("data"), "data", index)
 
 
