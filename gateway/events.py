@@ -185,13 +185,13 @@ def from_stored(payload: bytes) -> tuple[BaseCloudEvent, str | None]:
     """
     document = orjson.loads(payload)
     original_time = document.pop("time", None)
-    data = _stored_data(document)
+    data = stored_data(document)
     event = get_event_factory_for_version(document["specversion"])(document, data)
     event.get_attributes().pop("time", None)
     return event, original_time
 
 
-def _stored_data(document: dict[str, Any]) -> Any:
+def stored_data(document: dict[str, Any]) -> Any:
     """Take the data out of a stored document: a JSON value, text, or bytes (base64 in the
     stored form: 1.0's `data_base64`, 0.3's `datacontentencoding: base64`)."""
     encoded = document.pop("data_base64", None)

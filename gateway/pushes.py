@@ -9,7 +9,6 @@ SQS integrations deliver).
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +16,7 @@ import orjson
 from cloudevents.core.bindings import http
 from cloudevents.core.formats.json import JSONFormat
 
-from gateway.events import STRUCTURED, from_stored, is_json
+from gateway.events import STRUCTURED, from_stored, is_json, stored_data
 from gateway.signing import signature_headers, webhook_id
 from gateway.targets import HttpTarget, Target
 
@@ -80,13 +79,11 @@ def _data_push(payload: bytes) -> PushRequest:
     string stays a JSON string; other text as it is; binary data decoded from base64."""
     document = orjson.loads(payload)
     content_type = document.get("datacontenttype")
-    if document.get("data_base64") is not None:
-        body = base64.b64decode(document["data_base64"])
+    has_data = "data" in document or document.get("data_base64") is not None
+    data = stored_data(document)  # bytes from 1.0's data_base64 or 0.3's base64 `data`
+    if isinstance(data, bytes):
         content_type = content_type or "application/octet-stream"
-    elif "data" not in document:
-        body = b""
-    else:
-        body = _data_bytes(document["data"], content_type)
+    body = _data_bytes(data, content_type) if has_data else b""
     headers = {"content-type": content_type or "application/json"} if body else {}
     return PushRequest(headers, body, str(document["source"]), str(document["id"]))
 

@@ -86,6 +86,12 @@ def test_binary_mode_keeps_the_published_time_and_invents_none() -> None:
         pytest.param(
             {"data_base64": "AAEC"}, "application/octet-stream", b"\x00\x01\x02", id="binary"
         ),
+        pytest.param(
+            {"specversion": "0.3", "datacontentencoding": "base64", "data": "AAEC"},
+            "application/octet-stream",
+            b"\x00\x01\x02",
+            id="binary-spec-0.3",
+        ),
         pytest.param({}, None, b"", id="no-data"),
         pytest.param({"data_base64": None}, None, b"", id="null-data-base64"),
     ],
