@@ -10,7 +10,6 @@ published = acked + deadlettered + dropped + pending (R8).
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,6 +20,7 @@ import orjson
 from gateway.deadletters import Failure, dead_letter_attributes, dead_letter_payload
 from gateway.outcomes import Ack, DeadLetter, Decision, RetryAt
 from gateway.store import keys
+from gateway.store.acks import PlainAck, add_to_counter, apply_acks
 from gateway.store.base import SubscriptionsOf
 from gateway.store.committer import Transaction
 from gateway.store.scan import delete_prefix, scan_keys, scan_prefix
@@ -52,6 +52,14 @@ class Settlement:
     dead_letter_topic: str | None = None
     wall: float = 0.0  # for the dltime attribute
     due: float | None = None  # the due time it was taken at (lets an ack skip a read)
+
+
+def plain_ack(settlement: Settlement) -> PlainAck | None:
+    """An ack whose due-index row is known (the engine's acks): settled without reading the
+    delivery record (`gateway.store.acks`). None for anything else."""
+    if isinstance(settlement.decision, Ack) and settlement.due is not None:
+        return settlement.subscription, settlement.seq, settlement.due
+    return None
 
 
 class DeliveryLedger:
@@ -91,10 +99,7 @@ class DeliveryLedger:
             self.count(txn, subscription, "published")
 
     def count(self, txn: Transaction, subscription: str, kind: str, by: int = 1) -> None:
-        key = keys.counter_key(subscription, kind)
-        value = txn.get(key, db=self._db["meta"])
-        total = (int(keys.SEQ.unpack(value)[0]) if value else 0) + by
-        txn.put(key, keys.SEQ.pack(total), db=self._db["meta"])
+        add_to_counter(txn, self._db["meta"], subscription, kind, by)
 
     def settle_all(
         self, txn: Transaction, settlements: Iterable[Settlement], now: float
@@ -102,15 +107,14 @@ class DeliveryLedger:
         """Apply many attempts' decisions; returns subscriptions that got new deliveries.
         Acks (the common case) are tallied and counted once per subscription, not per ack."""
         woken: set[str] = set()
-        acked: collections.Counter[str] = collections.Counter()
+        acks: list[PlainAck] = []
         for settlement in settlements:
-            if isinstance(settlement.decision, Ack) and settlement.due is not None:
-                if self._ack(txn, settlement, settlement.due):
-                    acked[settlement.subscription] += 1
+            ack = plain_ack(settlement)
+            if ack is not None:
+                acks.append(ack)
             else:
                 woken |= self.settle(txn, settlement, now)
-        for subscription, count in acked.items():
-            self.count(txn, subscription, "acked", count)
+        apply_acks(txn, self._db, acks)
         return woken
 
     def settle(self, txn: Transaction, settlement: Settlement, now: float) -> set[str]:
@@ -129,16 +133,6 @@ class DeliveryLedger:
             self.count(txn, settlement.subscription, "acked")
             return set()
         return self._dead_letter(txn, settlement, state, decision, now)
-
-    def _ack(self, txn: Transaction, settlement: Settlement, due: float) -> bool:
-        """The common case, without reading the record: only this lane settles it, and if it
-        is gone (expired or deleted meanwhile) there is nothing to do. True if it was pending
-        (the caller counts it)."""
-        subscription, seq = settlement.subscription, settlement.seq
-        if not txn.delete(keys.delivery_key(subscription, seq), db=self._db["deliveries"]):
-            return False
-        txn.delete(keys.due_key(subscription, due, seq), db=self._db["due"])
-        return True
 
     def _reschedule(
         self, txn: Transaction, settlement: Settlement, state: keys.DeliveryState, due: float

@@ -1,0 +1,38 @@
+"""What an ack writes, in one place for both writers: the group committer's thread and the
+ack writer process (`gateway.store.ack_writer`). Kept light (no gateway imports beyond the key
+layouts) because the ack writer process imports it at start-up.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from gateway.store import keys
+
+Transaction = Any  # lmdb.Transaction
+PlainAck = tuple[str, int, float]  # subscription, seq, the due time the delivery was taken at
+
+
+def add_to_counter(
+    txn: Transaction, meta: Any, subscription: str, kind: str, by: int = 1
+) -> None:
+    key = keys.counter_key(subscription, kind)
+    value = txn.get(key, db=meta)
+    total = (int(keys.SEQ.unpack(value)[0]) if value else 0) + by
+    txn.put(key, keys.SEQ.pack(total), db=meta)
+
+
+def apply_acks(txn: Transaction, db: Mapping[str, Any], acks: Iterable[PlainAck]) -> None:
+    """Delete each acked delivery and its due-index row, and count the acks once per
+    subscription. No record is read: only the subscription's lane settles a delivery it took,
+    and one that is gone meanwhile (expired, purged) is neither deleted nor counted, so
+    applying the same ack twice changes nothing."""
+    acked: collections.Counter[str] = collections.Counter()
+    for subscription, seq, due in acks:
+        if txn.delete(keys.delivery_key(subscription, seq), db=db["deliveries"]):
+            txn.delete(keys.due_key(subscription, due, seq), db=db["due"])
+            acked[subscription] += 1
+    for subscription, count in acked.items():
+        add_to_counter(txn, db["meta"], subscription, "acked", count)
