@@ -15,9 +15,7 @@ Transaction = Any  # lmdb.Transaction
 PlainAck = tuple[str, int, float]  # subscription, seq, the due time the delivery was taken at
 
 
-def add_to_counter(
-    txn: Transaction, meta: Any, subscription: str, kind: str, by: int = 1
-) -> None:
+def add_to_counter(txn: Transaction, meta: Any, subscription: str, kind: str, by: int = 1) -> None:
     key = keys.counter_key(subscription, kind)
     value = txn.get(key, db=meta)
     total = (int(keys.SEQ.unpack(value)[0]) if value else 0) + by

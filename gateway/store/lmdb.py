@@ -29,6 +29,8 @@ from gateway.problems import GatewayError, StoreFailure, StoreFull
 from gateway.settings import TopicSettings
 from gateway.store import mapped
 from gateway.store import topics as topic_rows
+from gateway.store.ack_writer import AckWriter, AckWriterUnavailable
+from gateway.store.acks import PlainAck
 from gateway.store.base import (
     DeadLetterResult,
     Fanout,
@@ -38,7 +40,8 @@ from gateway.store.base import (
     SweepResult,
 )
 from gateway.store.committer import Committer, Transaction
-from gateway.store.deliveries import DeliveryLedger, Settlement
+from gateway.store.deliveries import DeliveryLedger, Settlement, plain_ack
+from gateway.store.environment import ENV_FILE, TABLES, open_environment
 from gateway.store.event_table import (
     append_event,
     browse_page,
@@ -56,13 +59,9 @@ from gateway.store.sweep import sweep_expired
 T = TypeVar("T")
 log = logging.getLogger("gateway.store")
 
-ENV_FILE = "gateway.mdb"
 LOCK_FILE = "gateway.lock"
 GROW_AT = 0.8
-# File-backed resident memory (the store's map, shared libraries) above which the map's pages
-# are released (gateway.store.mapped).
-MAPPED_BUDGET = 96 * 1024**2
-TABLES = ("events", "dedup", "deliveries", "due", "meta")
+MAPPED_BUDGET = mapped.BUDGET
 
 
 class DataDirInUse(RuntimeError):
@@ -78,6 +77,7 @@ class LmdbStore:
         max_map_size: int = 32 * 1024**3,
         fsync: bool = True,
         fanout: Fanout | None = None,
+        ack_process: bool = True,
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock_data_dir(data_dir)
@@ -89,16 +89,7 @@ class LmdbStore:
         self.fanout: Fanout = fanout or (lambda topic, attributes: ())
         self.full = False
         self._file = data_dir / ENV_FILE
-        self.env = lmdb.open(
-            str(self._file),
-            subdir=False,
-            map_size=map_size,
-            max_dbs=len(TABLES),
-            max_readers=1024,
-            sync=fsync,
-            metasync=fsync,
-            readahead=False,
-        )
+        self.env = open_environment(self._file, fsync=fsync, map_size=map_size)
         reclaimed = self.env.reader_check()
         log.info("store opened at %s; stale reader slots reclaimed: %d", data_dir, reclaimed)
         self.reclaimed_readers = reclaimed
@@ -113,19 +104,40 @@ class LmdbStore:
             observe=lambda operations, seconds: self.on_commit(operations, seconds),
         )
         self._committer.start()
+        # Plain acks are committed by a process of their own (`ack_writer`), started on the
+        # first; everything else, and acks that process could not commit, by the thread.
+        self._ack_writer = (
+            AckWriter(
+                self._file,
+                fsync=fsync,
+                observe=lambda operations, seconds: self.on_commit(operations, seconds),
+            )
+            if ack_process
+            else None
+        )
         self.deliveries = DeliveryLedger(self)
 
     # -- lifecycle and stats ---------------------------------------------------------------
 
     @property
     def commits(self) -> int:
-        return self._committer.stats.commits
+        """Write transactions committed, by both writers."""
+        extra = 0 if self._ack_writer is None else self._ack_writer.commits
+        return self._committer.stats.commits + extra
 
     @property
     def committed_operations(self) -> int:
-        return self._committer.stats.operations
+        extra = 0 if self._ack_writer is None else self._ack_writer.operations
+        return self._committer.stats.operations + extra
+
+    @property
+    def ack_writer_pid(self) -> int | None:
+        """The ack writer process, once started (tests and benchmarks look at it)."""
+        return None if self._ack_writer is None else self._ack_writer.pid
 
     def close(self) -> None:
+        if self._ack_writer is not None:
+            self._ack_writer.close()
         self._committer.stop()
         with self._read_gate:
             self.env.close()
@@ -237,6 +249,13 @@ class LmdbStore:
     async def record(self, settlements: Sequence[Settlement], now: float) -> set[str]:
         """Record attempts' outcomes in one operation of the next group commit; returns
         subscriptions to wake."""
+        acks = _plain_acks(settlements)
+        if acks and self._ack_writer is not None:
+            try:
+                await self._ack_writer.record(acks)
+                return set()
+            except AckWriterUnavailable:
+                pass  # the writer thread records them; an ack applied twice changes nothing
         return await self.write(lambda txn: self.deliveries.settle_all(txn, settlements, now))
 
     def browse(
@@ -291,3 +310,14 @@ def _translate(error: BaseException) -> BaseException:
 
 if TYPE_CHECKING:
     _CONFORMS: type[Store] = LmdbStore  # mypy keeps `base.Store` true to this implementation
+
+
+def _plain_acks(settlements: Sequence[Settlement]) -> list[PlainAck] | None:
+    """The acks, if every settlement is a plain ack (the ack writer takes only those)."""
+    acks = []
+    for settlement in settlements:
+        ack = plain_ack(settlement)
+        if ack is None:
+            return None
+        acks.append(ack)
+    return acks

@@ -33,6 +33,9 @@ _MAPS = Path("/proc/self/maps")
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 _libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
 _MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", 4)
+# File-backed resident memory (the store's map, shared libraries) above which a process that
+# maps the store releases the map's pages.
+BUDGET = 96 * 1024**2
 
 
 def mapped_ranges(path: Path) -> list[tuple[int, int]]:

@@ -1,0 +1,248 @@
+"""Acks committed by an LMDB writer in a process of its own.
+
+Acks are most of what pushing writes, and each one holds its push's slot until it is
+committed (RELIABILITY R2). py-lmdb releases the GIL around every call, so in the gateway's
+process each LMDB call of the writer thread hands the GIL to the busy event loop and waits to
+get it back: an ack's commit waited on the event loop, and the event loop on the writer. A
+child process has a GIL of its own (bench/RESULTS.md, "Session 7").
+
+Only plain acks go there (`gateway.store.acks`): what they write is fixed and needs none of the
+gateway's state. Retries, dead letters, publishes and admin changes stay with the group
+committer's thread. Both write to the same LMDB environment, whose write lock serialises them.
+
+Over a socket pair, the gateway sends frames (u32 length, then JSON `[[subscription, seq,
+due], ...]`). The child reads every frame that has arrived, applies them in one write
+transaction, commits (one fsync for all of them) and answers once per transaction: how many
+frames, whether it committed, and how long the commit took. Answers come in frame order.
+
+When the child cannot commit a batch (the map is full and only the gateway grows it, or
+anything else), or is gone, `record` raises `AckWriterUnavailable` and the caller records those
+acks through the writer thread instead. That is safe even if the child did commit them: an ack
+applied twice changes nothing. A child that is gone is not restarted; acks then all go through
+the writer thread, and the error is logged once.
+
+The child exits when the gateway closes its end of the socket, or dies (EOF): it never
+outlives the gateway by more than the commit it is in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import orjson
+
+from gateway.store import mapped
+from gateway.store.acks import PlainAck, apply_acks
+from gateway.store.environment import open_environment
+
+log = logging.getLogger("gateway.store")
+
+FRAME = struct.Struct(">I")  # the length of the JSON that follows
+REPLY = struct.Struct(">I?d")  # frames answered, committed, commit seconds
+TABLES = ("deliveries", "due", "meta")  # what an ack writes
+STOP_TIMEOUT = 5.0
+_ROOT = str(Path(__file__).resolve().parents[2])  # the directory `gateway` is imported from
+_CHILD = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from gateway.store.ack_writer import serve; serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))"
+)
+
+
+class AckWriterUnavailable(Exception):
+    """The ack writer process did not commit these acks: record them another way."""
+
+
+class AckWriter:
+    """The gateway's side: starts the child on first use, sends acks, awaits their commit."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fsync: bool,
+        observe: Callable[[int, float], None] = lambda operations, seconds: None,
+    ) -> None:
+        self._command = [sys.executable, "-c", _CHILD, _ROOT, str(path), _sync_flag(fsync)]
+        self._observe = observe
+        self._process: subprocess.Popen[bytes] | None = None
+        self._socket: socket.socket | None = None
+        self._stream: asyncio.StreamWriter | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._replies: asyncio.Task[None] | None = None
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._gone = False
+        self.commits = 0
+        self.operations = 0
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    async def record(self, acks: list[PlainAck]) -> None:
+        """Return once `acks` are committed; raise AckWriterUnavailable if they were not."""
+        stream = await self._ready()
+        data = orjson.dumps(acks)
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        stream.write(FRAME.pack(len(data)) + data)
+        await future
+
+    async def _ready(self) -> asyncio.StreamWriter:
+        loop = asyncio.get_running_loop()
+        if self._starting is None:
+            self._starting = loop.create_task(self._start(), name="ack-writer-start")
+        elif self._starting.get_loop() is not loop:  # a store shared by event loops (tests)
+            raise AckWriterUnavailable("the ack writer belongs to another event loop")
+        await asyncio.shield(self._starting)
+        if self._gone or self._stream is None:
+            raise AckWriterUnavailable("the ack writer process is not running")
+        return self._stream
+
+    async def _start(self) -> None:
+        ours, theirs = socket.socketpair()
+        try:
+            with theirs:
+                self._process = subprocess.Popen(
+                    [*self._command, str(theirs.fileno())], pass_fds=[theirs.fileno()]
+                )
+            reader, self._stream = await asyncio.open_unix_connection(sock=ours)
+        except OSError:
+            log.exception("could not start the ack writer; acks go through the writer thread")
+            ours.close()
+            self._gone = True
+            return
+        self._socket = ours
+        self._replies = asyncio.create_task(self._read_replies(reader), name="ack-writer")
+
+    async def _read_replies(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                frames, committed, seconds = REPLY.unpack(await reader.readexactly(REPLY.size))
+                if committed:
+                    self.commits += 1
+                    self.operations += frames
+                    self._observe(frames, seconds)
+                for _ in range(frames):
+                    self._answer(self._waiting.popleft(), committed)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            if not self._gone:
+                log.error("the ack writer process is gone; acks go through the writer thread")
+        finally:
+            self._gone = True
+            while self._waiting:
+                self._answer(self._waiting.popleft(), False)
+
+    @staticmethod
+    def _answer(future: asyncio.Future[None], committed: bool) -> None:
+        if future.done():  # its lane stopped waiting
+            return
+        if committed:
+            future.set_result(None)
+        else:
+            future.set_exception(AckWriterUnavailable("the ack writer did not commit"))
+
+    def close(self) -> None:
+        """Stop the child: it finishes the commit it is in and exits at end of input."""
+        self._gone = True
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_WR)  # EOF now, whatever the loop does next
+        if self._process is not None:
+            try:
+                self._process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        loop = None if self._starting is None else self._starting.get_loop()
+        if loop is None or loop.is_closed():
+            if self._socket is not None:
+                self._socket.close()
+            return
+        if self._stream is not None:
+            self._stream.close()
+        if self._replies is not None:
+            self._replies.cancel()
+
+
+# -- the child process ---------------------------------------------------------------------
+
+
+def _sync_flag(fsync: bool) -> str:
+    return "fsync" if fsync else "nosync"
+
+
+def serve(path: str, sync: str, fd: int) -> None:
+    """The child: commit the acks that arrive on socket `fd` until it closes."""
+    # Stopped by the end of its input, not by signals: Ctrl-C in a terminal reaches the whole
+    # process group, and the gateway still records acks while it shuts down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    file = Path(path)
+    env = open_environment(file, fsync=sync == "fsync")
+    db = {name: env.open_db(name.encode(), create=False) for name in TABLES}
+    with socket.socket(fileno=fd) as channel:
+        for frames in _frames(channel):
+            seconds = _commit(env, db, frames)
+            reply = REPLY.pack(len(frames), seconds is not None, seconds or 0.0)
+            channel.sendall(reply)
+            if mapped.resident_file_bytes() > mapped.BUDGET:
+                mapped.release(file)
+
+
+def _commit(env: Any, db: dict[str, Any], frames: list[bytes]) -> float | None:
+    """Apply every frame's acks in one transaction and commit; the commit's seconds, or None
+    if nothing was committed (the gateway then records these acks itself)."""
+    try:
+        txn = _begin(env)
+    except lmdb.Error:
+        log.exception("the ack writer could not begin a transaction")
+        return None
+    try:
+        for frame in frames:
+            apply_acks(txn, db, orjson.loads(frame))
+        started = time.perf_counter()
+        txn.commit()
+        return time.perf_counter() - started
+    except Exception:
+        log.exception("the ack writer could not commit %d frames", len(frames))
+        txn.abort()
+        return None
+
+
+def _begin(env: Any) -> Any:
+    try:
+        return env.begin(write=True)
+    except lmdb.MapResizedError:  # the gateway grew the map: take on its size
+        env.set_mapsize(0)
+        return env.begin(write=True)
+
+
+def _frames(channel: socket.socket) -> Iterator[list[bytes]]:
+    """The complete frames received so far (their JSON), one list per read, until end of
+    input."""
+    buffer = b""
+    while chunk := channel.recv(1 << 20):
+        buffer += chunk
+        frames = []
+        while len(buffer) >= FRAME.size:
+            (size,) = FRAME.unpack_from(buffer)
+            end = FRAME.size + size
+            if len(buffer) < end:
+                break
+            frames.append(buffer[FRAME.size : end])
+            buffer = buffer[end:]
+        if frames:
+            yield frames
