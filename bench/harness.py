@@ -71,6 +71,42 @@ def memory(pid: int) -> dict[str, float]:
     return values
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (the gateway's: its ack writer)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found.extend(int(child) for child in task.read_text().split())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid` and its live children: a gateway's cost includes its ack writer."""
+    return cpu_seconds(pid) + sum(_cpu_or_zero(child) for child in children(pid))
+
+
+def tree_memory(pid: int) -> dict[str, float]:
+    """`memory` of `pid` plus that of its live children, field by field (VmHWM is then the sum
+    of the peaks, an upper bound of the peak of the sum)."""
+    total = memory(pid)
+    for child in children(pid):
+        try:
+            for name, value in memory(child).items():
+                total[name] = total.get(name, 0.0) + value
+        except OSError:  # it exited meanwhile
+            continue
+    return total
+
+
+def _cpu_or_zero(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except OSError:
+        return 0.0
+
+
 @dataclass
 class ChildResult:
     returncode: int
@@ -150,10 +186,12 @@ class Process:
         return self.process is not None and self.process.poll() is None
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        """CPU seconds of the process and of its children (the gateway's ack writer)."""
+        return tree_cpu_seconds(self.pid)
 
     def memory(self) -> dict[str, float]:
-        return memory(self.pid)
+        """Memory of the process and of its children, summed (see `tree_memory`)."""
+        return tree_memory(self.pid)
 
     def wait_http(self, url: str, timeout: float = 60.0, interval: float = 0.01) -> float:
         """Poll `url` until it answers 200; returns seconds since the process was started."""

@@ -23,6 +23,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def running(pid: int) -> bool:
+    """Whether `pid` is a live process (an exited one may linger as a zombie until reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
 class GatewayProcess:
     def __init__(self, tmp_path: Path, config: dict[str, Any]) -> None:
         self.port = free_port()
@@ -54,6 +63,14 @@ class GatewayProcess:
                     pass
                 await asyncio.sleep(0.05)
         raise TimeoutError("gateway process did not become ready")
+
+    def children(self) -> list[int]:
+        """The gateway's live child processes (its ack writer, once it has acked)."""
+        assert self.process is not None
+        found: list[int] = []
+        for task in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
+            found.extend(int(pid) for pid in task.read_text().split())
+        return found
 
     def kill(self) -> None:
         assert self.process is not None

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from tests.conftest import LOOPBACK_EGRESS, subscription
-from tests.gateway_process import GatewayProcess
+from tests.gateway_process import GatewayProcess, running
 from tests.subscriber import Answer, run_subscriber
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,11 @@ async def test_kill_9_while_delivering_loses_nothing(tmp_path: Path) -> None:
                 assert response.json() == {"accepted": 500, "duplicates": 0}
             await wait_until(lambda: sub.in_flight >= 16 and len(sub.received) >= 64, 20)
             in_flight_at_kill = sub.in_flight
+            writers = gateway.children()  # its ack writer process
+            assert writers, "acks are committed by the ack writer process"
             gateway.kill()
+            # The ack writer sees its input end and exits: no orphan keeps writing.
+            await wait_until(lambda: not any(running(pid) for pid in writers), 5)
             await gateway.start()
             await wait_until(
                 lambda: {r.event_id for r in sub.received} >= {e["id"] for e in batch}, 60

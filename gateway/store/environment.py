@@ -17,11 +17,12 @@ MAX_READERS = 1024
 
 
 def open_environment(file: Path, *, fsync: bool, map_size: int = 0) -> Any:
-    """The environment in `file`; `map_size` 0 takes the size the file already has."""
+    """The environment in `file`; `map_size` 0 takes the map size its last commit recorded
+    (LMDB's rule), as the ack writer process does."""
     return lmdb.open(
         str(file),
         subdir=False,
-        map_size=map_size or 10 * 1024**2,
+        map_size=map_size,
         max_dbs=len(TABLES),
         max_readers=MAX_READERS,
         sync=fsync,

@@ -106,7 +106,7 @@ class LmdbStore:
         self._committer.start()
         # Plain acks are committed by a process of their own (`ack_writer`), started on the
         # first; everything else, and acks that process could not commit, by the thread.
-        self._ack_writer = (
+        self.ack_writer = (
             AckWriter(
                 self._file,
                 fsync=fsync,
@@ -122,22 +122,17 @@ class LmdbStore:
     @property
     def commits(self) -> int:
         """Write transactions committed, by both writers."""
-        extra = 0 if self._ack_writer is None else self._ack_writer.commits
+        extra = 0 if self.ack_writer is None else self.ack_writer.commits
         return self._committer.stats.commits + extra
 
     @property
     def committed_operations(self) -> int:
-        extra = 0 if self._ack_writer is None else self._ack_writer.operations
+        extra = 0 if self.ack_writer is None else self.ack_writer.operations
         return self._committer.stats.operations + extra
 
-    @property
-    def ack_writer_pid(self) -> int | None:
-        """The ack writer process, once started (tests and benchmarks look at it)."""
-        return None if self._ack_writer is None else self._ack_writer.pid
-
     def close(self) -> None:
-        if self._ack_writer is not None:
-            self._ack_writer.close()
+        if self.ack_writer is not None:
+            self.ack_writer.close()
         self._committer.stop()
         with self._read_gate:
             self.env.close()
@@ -250,9 +245,9 @@ class LmdbStore:
         """Record attempts' outcomes in one operation of the next group commit; returns
         subscriptions to wake."""
         acks = _plain_acks(settlements)
-        if acks and self._ack_writer is not None:
+        if acks and self.ack_writer is not None:
             try:
-                await self._ack_writer.record(acks)
+                await self.ack_writer.record(acks)
                 return set()
             except AckWriterUnavailable:
                 pass  # the writer thread records them; an ack applied twice changes nothing

@@ -1,0 +1,175 @@
+"""The ack writer process (gateway.store.ack_writer): acks it commits, and what happens when it
+cannot commit, is killed, or outlives a map the gateway grew. Real LMDB, real child process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import orjson
+import pytest
+
+from gateway.events import IncomingEvent
+from gateway.outcomes import Ack
+from gateway.settings import TopicSettings
+from gateway.store.ack_writer import AckWriter, AckWriterUnavailable
+from gateway.store.deliveries import Settlement
+from gateway.store.lmdb import LmdbStore
+from tests.conftest import LOOPBACK_EGRESS, make_settings, run_gateway, settle, status, subscription
+from tests.gateway_process import running
+from tests.subscriber import run_subscriber
+
+NOW = 1_000_000.0
+
+
+async def wait_for(predicate, seconds: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(seconds / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError("condition not reached")
+
+
+def writer_of(store: LmdbStore) -> AckWriter:
+    assert store.ack_writer is not None
+    return store.ack_writer
+
+
+async def open_with_pending(tmp_path: Path, events: int, **store_options: object) -> LmdbStore:
+    """A store whose topic `orders` fans out to subscription `s1`, with `events` pending."""
+    store = LmdbStore(tmp_path / "data", **store_options)  # type: ignore[arg-type]
+    store.fanout = lambda topic, attributes: [("s1", 0.0)]  # no delay
+    await store.put_topic(TopicSettings("orders", 86_400.0))
+    await publish(store, range(events))
+    return store
+
+
+async def publish(store: LmdbStore, numbers: range) -> None:
+    events = [
+        IncomingEvent("/shop", f"e{n}", {}, orjson.dumps({"id": f"e{n}", "pad": "x" * 500}))
+        for n in numbers
+    ]
+    await store.publish("orders", events, NOW)
+
+
+def acks_for_due(store: LmdbStore, limit: int) -> list[Settlement]:
+    return [
+        Settlement("s1", delivery.seq, Ack(), 1, None, due=delivery.state.due)
+        for delivery in store.deliveries.due("s1", NOW + 1, limit, ())
+    ]
+
+
+async def test_plain_acks_are_committed_by_the_ack_writer_process(tmp_path: Path) -> None:
+    store = await open_with_pending(tmp_path, 50)
+    try:
+        thread_commits = store.commits
+        for _ in range(5):
+            assert await store.record(acks_for_due(store, 10), NOW) == set()
+        writer = writer_of(store)
+        assert writer.pid is not None and writer.pid != os.getpid() and running(writer.pid)
+        assert writer.operations == 5 and 1 <= writer.commits <= 5
+        assert store.commits == thread_commits + writer.commits  # counted in the store's figure
+        counters = store.deliveries.counters("s1")
+        assert counters["published"] == counters["acked"] == 50
+        assert store.deliveries.pending("s1") == 0
+    finally:
+        store.close()
+    assert not running(writer.pid)  # closing the store stops it
+
+
+async def test_an_ack_recorded_twice_is_counted_once(tmp_path: Path) -> None:
+    """The fallback may re-record acks the child did commit: nothing changes the second time."""
+    store = await open_with_pending(tmp_path, 3)
+    try:
+        acks = acks_for_due(store, 3)
+        await store.record(acks, NOW)
+        await store.record(acks, NOW)  # through the child again
+        await store.write(lambda txn: store.deliveries.settle_all(txn, acks, NOW))  # the thread
+        assert store.deliveries.counters("s1")["acked"] == 3
+    finally:
+        store.close()
+
+
+async def test_a_batch_the_child_cannot_commit_is_refused_and_the_child_goes_on(
+    tmp_path: Path,
+) -> None:
+    store = await open_with_pending(tmp_path, 2)
+    try:
+        writer = writer_of(store)
+        with pytest.raises(AckWriterUnavailable):
+            await writer.record([("s1", "not-a-seq", NOW)])  # type: ignore[list-item]
+        assert writer.commits == 0
+        await store.record(acks_for_due(store, 2), NOW)
+        assert writer.commits == 1
+        assert store.deliveries.counters("s1")["acked"] == 2
+    finally:
+        store.close()
+
+
+async def test_acks_go_through_the_writer_thread_once_the_child_is_killed(
+    tmp_path: Path,
+) -> None:
+    store = await open_with_pending(tmp_path, 20)
+    try:
+        await store.record(acks_for_due(store, 10), NOW)
+        writer = writer_of(store)
+        assert writer.pid is not None
+        os.kill(writer.pid, signal.SIGKILL)
+        await wait_for(lambda: not running(writer.pid))
+        commits = writer.commits
+        await store.record(acks_for_due(store, 10), NOW)
+        assert writer.commits == commits  # not through the child
+        counters = store.deliveries.counters("s1")
+        assert counters["acked"] == counters["published"] == 20
+    finally:
+        store.close()
+
+
+async def test_the_child_follows_the_map_the_gateway_grows(tmp_path: Path) -> None:
+    """The gateway grows the map while the child runs (LMDB: MDB_MAP_RESIZED in the child)."""
+    store = await open_with_pending(tmp_path, 10, map_size=256 * 1024)
+    try:
+        await store.record(acks_for_due(store, 5), NOW)
+        size = store.map_size()
+        for start in range(10, 2000, 100):  # about 1 MiB more: the map grows
+            await publish(store, range(start, start + 100))
+        assert store.map_size() > size
+        writer = writer_of(store)
+        commits = writer.commits
+        await store.record(acks_for_due(store, 1000), NOW)
+        assert writer.commits == commits + 1  # the child committed them, after the resize
+        assert store.deliveries.counters("s1")["acked"] == 1005
+    finally:
+        store.close()
+
+
+async def test_a_gateway_pushing_acks_through_the_child(tmp_path: Path) -> None:
+    """End to end: every push acked once, its ack committed by the child, counts reconciled."""
+    async with run_subscriber() as sub:
+        spec = subscription("s1", sub.url, maxConcurrency=16)
+        settings = make_settings(tmp_path, egress=LOOPBACK_EGRESS, subscriptions=[spec])
+        async with run_gateway(settings) as gw:
+            batch = [
+                {"specversion": "1.0", "id": f"e{n}", "source": "/shop", "type": "t"}
+                for n in range(200)
+            ]
+            response = await gw.client.post(
+                "/topics/orders/events",
+                content=orjson.dumps(batch),
+                headers={"content-type": "application/cloudevents-batch+json"},
+            )
+            assert response.status_code == 202
+            await settle(gw)
+            writer = writer_of(gw.store)
+            assert writer.operations > 0  # acks went through the child
+            assert status(gw, "s1") == {
+                "published": 200,
+                "acked": 200,
+                "deadlettered": 0,
+                "dropped": 0,
+                "pending": 0,
+            }
+            assert sorted(r.event_id for r in sub.received) == sorted(e["id"] for e in batch)
+        assert writer.pid is not None and not running(writer.pid)
