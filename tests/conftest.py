@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from aiohttp.abc import AbstractResolver
 from hypercorn.asyncio import serve
@@ -65,6 +66,13 @@ class RunningGateway:
             f"/topics/{topic}/events",
             headers={**BINARY_HEADERS, "ce-id": event_id, **headers},
             content=b'{"n": 1}',
+        )
+
+    async def publish_batch(self, topic: str, events: list[dict[str, Any]]) -> httpx.Response:
+        return await self.client.post(
+            f"/topics/{topic}/events",
+            headers={"content-type": "application/cloudevents-batch+json"},
+            content=orjson.dumps(events),
         )
 
 

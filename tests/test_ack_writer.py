@@ -4,9 +4,12 @@ cannot commit, is killed, or outlives a map the gateway grew. Real LMDB, real ch
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -37,13 +40,19 @@ def writer_of(store: LmdbStore) -> AckWriter:
     return store.ack_writer
 
 
-async def open_with_pending(tmp_path: Path, events: int, **store_options: object) -> LmdbStore:
+@contextlib.asynccontextmanager
+async def pending_store(
+    tmp_path: Path, events: int, **store_options: Any
+) -> AsyncIterator[LmdbStore]:
     """A store whose topic `orders` fans out to subscription `s1`, with `events` pending."""
-    store = LmdbStore(tmp_path / "data", **store_options)  # type: ignore[arg-type]
-    store.fanout = lambda topic, attributes: [("s1", 0.0)]  # no delay
-    await store.put_topic(TopicSettings("orders", 86_400.0))
-    await publish(store, range(events))
-    return store
+    store = LmdbStore(tmp_path / "data", **store_options)
+    try:
+        store.fanout = lambda topic, attributes: [("s1", 0.0)]  # no delay
+        await store.put_topic(TopicSettings("orders", 86_400.0))
+        await publish(store, range(events))
+        yield store
+    finally:
+        store.close()
 
 
 async def publish(store: LmdbStore, numbers: range) -> None:
@@ -62,8 +71,7 @@ def acks_for_due(store: LmdbStore, limit: int) -> list[Settlement]:
 
 
 async def test_plain_acks_are_committed_by_the_ack_writer_process(tmp_path: Path) -> None:
-    store = await open_with_pending(tmp_path, 50)
-    try:
+    async with pending_store(tmp_path, 50) as store:
         thread_commits = store.commits
         for _ in range(5):
             assert await store.record(acks_for_due(store, 10), NOW) == set()
@@ -74,29 +82,23 @@ async def test_plain_acks_are_committed_by_the_ack_writer_process(tmp_path: Path
         counters = store.deliveries.counters("s1")
         assert counters["published"] == counters["acked"] == 50
         assert store.deliveries.pending("s1") == 0
-    finally:
-        store.close()
     assert not running(writer.pid)  # closing the store stops it
 
 
 async def test_an_ack_recorded_twice_is_counted_once(tmp_path: Path) -> None:
     """The fallback may re-record acks the child did commit: nothing changes the second time."""
-    store = await open_with_pending(tmp_path, 3)
-    try:
+    async with pending_store(tmp_path, 3) as store:
         acks = acks_for_due(store, 3)
         await store.record(acks, NOW)
         await store.record(acks, NOW)  # through the child again
         await store.write(lambda txn: store.deliveries.settle_all(txn, acks, NOW))  # the thread
         assert store.deliveries.counters("s1")["acked"] == 3
-    finally:
-        store.close()
 
 
 async def test_a_batch_the_child_cannot_commit_is_refused_and_the_child_goes_on(
     tmp_path: Path,
 ) -> None:
-    store = await open_with_pending(tmp_path, 2)
-    try:
+    async with pending_store(tmp_path, 2) as store:
         writer = writer_of(store)
         with pytest.raises(AckWriterUnavailable):
             await writer.record([("s1", "not-a-seq", NOW)])  # type: ignore[list-item]
@@ -104,15 +106,12 @@ async def test_a_batch_the_child_cannot_commit_is_refused_and_the_child_goes_on(
         await store.record(acks_for_due(store, 2), NOW)
         assert writer.commits == 1
         assert store.deliveries.counters("s1")["acked"] == 2
-    finally:
-        store.close()
 
 
 async def test_acks_go_through_the_writer_thread_once_the_child_is_killed(
     tmp_path: Path,
 ) -> None:
-    store = await open_with_pending(tmp_path, 20)
-    try:
+    async with pending_store(tmp_path, 20) as store:
         await store.record(acks_for_due(store, 10), NOW)
         writer = writer_of(store)
         assert writer.pid is not None
@@ -123,14 +122,11 @@ async def test_acks_go_through_the_writer_thread_once_the_child_is_killed(
         assert writer.commits == commits  # not through the child
         counters = store.deliveries.counters("s1")
         assert counters["acked"] == counters["published"] == 20
-    finally:
-        store.close()
 
 
 async def test_the_child_follows_the_map_the_gateway_grows(tmp_path: Path) -> None:
     """The gateway grows the map while the child runs (LMDB: MDB_MAP_RESIZED in the child)."""
-    store = await open_with_pending(tmp_path, 10, map_size=256 * 1024)
-    try:
+    async with pending_store(tmp_path, 10, map_size=256 * 1024) as store:
         await store.record(acks_for_due(store, 5), NOW)
         size = store.map_size()
         for start in range(10, 2000, 100):  # about 1 MiB more: the map grows
@@ -141,8 +137,6 @@ async def test_the_child_follows_the_map_the_gateway_grows(tmp_path: Path) -> No
         await store.record(acks_for_due(store, 1000), NOW)
         assert writer.commits == commits + 1  # the child committed them, after the resize
         assert store.deliveries.counters("s1")["acked"] == 1005
-    finally:
-        store.close()
 
 
 async def test_a_gateway_pushing_acks_through_the_child(tmp_path: Path) -> None:
@@ -155,11 +149,7 @@ async def test_a_gateway_pushing_acks_through_the_child(tmp_path: Path) -> None:
                 {"specversion": "1.0", "id": f"e{n}", "source": "/shop", "type": "t"}
                 for n in range(200)
             ]
-            response = await gw.client.post(
-                "/topics/orders/events",
-                content=orjson.dumps(batch),
-                headers={"content-type": "application/cloudevents-batch+json"},
-            )
+            response = await gw.publish_batch("orders", batch)
             assert response.status_code == 202
             await settle(gw)
             writer = writer_of(gw.store)

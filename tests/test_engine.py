@@ -225,11 +225,7 @@ async def test_a_busy_lane_records_its_outcomes_in_batches(tmp_path: Path) -> No
                 for n in range(events)
             ]
             before = gw.store.committed_operations
-            response = await gw.client.post(
-                "/topics/orders/events",
-                content=orjson.dumps(batch),
-                headers={"content-type": "application/cloudevents-batch+json"},
-            )
+            response = await gw.publish_batch("orders", batch)
             assert response.status_code == 202
             await settle(gw)
             operations = gw.store.committed_operations - before
