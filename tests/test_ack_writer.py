@@ -17,7 +17,7 @@ import pytest
 from gateway.events import IncomingEvent
 from gateway.outcomes import Ack
 from gateway.settings import TopicSettings
-from gateway.store.ack_writer import AckWriter, AckWriterUnavailable
+from gateway.store.ack_writer import AckWriterUnavailable
 from gateway.store.deliveries import Settlement
 from gateway.store.lmdb import LmdbStore
 from tests.conftest import LOOPBACK_EGRESS, make_settings, run_gateway, settle, status, subscription
@@ -33,11 +33,6 @@ async def wait_for(predicate, seconds: float = 5.0) -> None:  # type: ignore[no-
             return
         await asyncio.sleep(0.01)
     raise TimeoutError("condition not reached")
-
-
-def writer_of(store: LmdbStore) -> AckWriter:
-    assert store.ack_writer is not None
-    return store.ack_writer
 
 
 @contextlib.asynccontextmanager
@@ -75,7 +70,7 @@ async def test_plain_acks_are_committed_by_the_ack_writer_process(tmp_path: Path
         thread_commits = store.commits
         for _ in range(5):
             assert await store.record(acks_for_due(store, 10), NOW) == set()
-        writer = writer_of(store)
+        writer = store.ack_writer
         assert writer.pid is not None and writer.pid != os.getpid() and running(writer.pid)
         assert writer.operations == 5 and 1 <= writer.commits <= 5
         assert store.commits == thread_commits + writer.commits  # counted in the store's figure
@@ -99,7 +94,7 @@ async def test_a_batch_the_child_cannot_commit_is_refused_and_the_child_goes_on(
     tmp_path: Path,
 ) -> None:
     async with pending_store(tmp_path, 2) as store:
-        writer = writer_of(store)
+        writer = store.ack_writer
         with pytest.raises(AckWriterUnavailable):
             await writer.record([("s1", "not-a-seq", NOW)])  # type: ignore[list-item]
         assert writer.commits == 0
@@ -113,7 +108,7 @@ async def test_acks_go_through_the_writer_thread_once_the_child_is_killed(
 ) -> None:
     async with pending_store(tmp_path, 20) as store:
         await store.record(acks_for_due(store, 10), NOW)
-        writer = writer_of(store)
+        writer = store.ack_writer
         assert writer.pid is not None
         os.kill(writer.pid, signal.SIGKILL)
         await wait_for(lambda: not running(writer.pid))
@@ -132,7 +127,7 @@ async def test_the_child_follows_the_map_the_gateway_grows(tmp_path: Path) -> No
         for start in range(10, 2000, 100):  # about 1 MiB more: the map grows
             await publish(store, range(start, start + 100))
         assert store.map_size() > size
-        writer = writer_of(store)
+        writer = store.ack_writer
         commits = writer.commits
         await store.record(acks_for_due(store, 1000), NOW)
         assert writer.commits == commits + 1  # the child committed them, after the resize
@@ -152,7 +147,7 @@ async def test_a_gateway_pushing_acks_through_the_child(tmp_path: Path) -> None:
             response = await gw.publish_batch("orders", batch)
             assert response.status_code == 202
             await settle(gw)
-            writer = writer_of(gw.store)
+            writer = gw.store.ack_writer
             assert writer.operations > 0  # acks went through the child
             assert status(gw, "s1") == {
                 "published": 200,

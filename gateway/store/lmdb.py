@@ -61,7 +61,6 @@ log = logging.getLogger("gateway.store")
 
 LOCK_FILE = "gateway.lock"
 GROW_AT = 0.8
-MAPPED_BUDGET = mapped.BUDGET
 
 
 class DataDirInUse(RuntimeError):
@@ -77,7 +76,6 @@ class LmdbStore:
         max_map_size: int = 32 * 1024**3,
         fsync: bool = True,
         fanout: Fanout | None = None,
-        ack_process: bool = True,
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock_data_dir(data_dir)
@@ -106,14 +104,10 @@ class LmdbStore:
         self._committer.start()
         # Plain acks are committed by a process of their own (`ack_writer`), started on the
         # first; everything else, and acks that process could not commit, by the thread.
-        self.ack_writer = (
-            AckWriter(
-                self._file,
-                fsync=fsync,
-                observe=lambda operations, seconds: self.on_commit(operations, seconds),
-            )
-            if ack_process
-            else None
+        self.ack_writer = AckWriter(
+            self._file,
+            fsync=fsync,
+            observe=lambda operations, seconds: self.on_commit(operations, seconds),
         )
         self.deliveries = DeliveryLedger(self)
 
@@ -122,17 +116,14 @@ class LmdbStore:
     @property
     def commits(self) -> int:
         """Write transactions committed, by both writers."""
-        extra = 0 if self.ack_writer is None else self.ack_writer.commits
-        return self._committer.stats.commits + extra
+        return self._committer.stats.commits + self.ack_writer.commits
 
     @property
     def committed_operations(self) -> int:
-        extra = 0 if self.ack_writer is None else self.ack_writer.operations
-        return self._committer.stats.operations + extra
+        return self._committer.stats.operations + self.ack_writer.operations
 
     def close(self) -> None:
-        if self.ack_writer is not None:
-            self.ack_writer.close()
+        self.ack_writer.close()
         self._committer.stop()
         with self._read_gate:
             self.env.close()
@@ -151,7 +142,7 @@ class LmdbStore:
         with self._read_gate:
             return int(self.env.info()["map_size"])
 
-    def release_mapped_pages(self, budget: int = MAPPED_BUDGET) -> bool:
+    def release_mapped_pages(self, budget: int = mapped.BUDGET) -> bool:
         """If the process holds more than `budget` bytes of file-backed memory (mostly the
         store's map; the rest is shared libraries), unmap the store's pages (see
         gateway.store.mapped); True if it did."""
@@ -242,10 +233,10 @@ class LmdbStore:
         return append_event(txn, self, topic, payload, now)
 
     async def record(self, settlements: Sequence[Settlement], now: float) -> set[str]:
-        """Record attempts' outcomes in one operation of the next group commit; returns
-        subscriptions to wake."""
+        """Record attempts' outcomes in one commit; returns subscriptions to wake. Plain acks
+        go to the ack writer process, anything else to the next group commit."""
         acks = _plain_acks(settlements)
-        if acks and self.ack_writer is not None:
+        if acks:
             try:
                 await self.ack_writer.record(acks)
                 return set()
