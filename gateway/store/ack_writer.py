@@ -31,7 +31,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import signal
 import socket
 import struct
 import subprocess
@@ -59,7 +58,10 @@ STOP_TIMEOUT = 5.0
 MAPPED_BUDGET = 32 * 1024**2
 _ROOT = str(Path(__file__).resolve().parents[2])  # the directory `gateway` is imported from
 _CHILD = (
-    "import sys; sys.path.insert(0, sys.argv[1]); "
+    # Stopped by the end of its input, not by signals: Ctrl-C in a terminal reaches the whole
+    # process group, and the gateway still records acks while it shuts down.
+    "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN); sys.path.insert(0, sys.argv[1]); "
     "from gateway.store.ack_writer import serve; serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))"
 )
 
@@ -109,7 +111,10 @@ class AckWriter:
             self._starting = loop.create_task(self._start(), name="ack-writer-start")
         elif self._starting.get_loop() is not loop:  # a store shared by event loops (tests)
             raise AckWriterUnavailable("the ack writer belongs to another event loop")
-        await asyncio.shield(self._starting)
+        try:
+            await asyncio.shield(self._starting)
+        except Exception as error:  # logged once by the task; every ack falls back
+            raise AckWriterUnavailable("the ack writer process did not start") from error
         if self._gone or self._stream is None:
             raise AckWriterUnavailable("the ack writer process is not running")
         return self._stream
@@ -134,12 +139,12 @@ class AckWriter:
         try:
             while True:
                 frames, committed, seconds = REPLY.unpack(await reader.readexactly(REPLY.size))
+                for _ in range(frames):
+                    self._answer(self._waiting.popleft(), committed)
                 if committed:
                     self.commits += 1
                     self.operations += frames
                     self._observe(frames, seconds)
-                for _ in range(frames):
-                    self._answer(self._waiting.popleft(), committed)
         except (asyncio.IncompleteReadError, ConnectionError):
             if not self._gone:
                 log.error("the ack writer process is gone; acks go through the writer thread")
@@ -147,6 +152,8 @@ class AckWriter:
             self._gone = True
             while self._waiting:
                 self._answer(self._waiting.popleft(), False)
+            if self._process is not None:
+                self._process.poll()  # reaped now if it has exited
 
     @staticmethod
     def _answer(future: asyncio.Future[None], committed: bool) -> None:
@@ -174,6 +181,11 @@ class AckWriter:
             if self._socket is not None:
                 self._socket.close()
             return
+        # The gateway closes its store from a worker thread (asyncio.to_thread): the stream and
+        # the reply task belong to the event loop, so they are closed there.
+        loop.call_soon_threadsafe(self._close_stream)
+
+    def _close_stream(self) -> None:
         if self._stream is not None:
             self._stream.close()
         if self._replies is not None:
@@ -189,10 +201,6 @@ def _sync_flag(fsync: bool) -> str:
 
 def serve(path: str, sync: str, fd: int) -> None:
     """The child: commit the acks that arrive on socket `fd` until it closes."""
-    # Stopped by the end of its input, not by signals: Ctrl-C in a terminal reaches the whole
-    # process group, and the gateway still records acks while it shuts down.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     file = Path(path)
     env = open_environment(file, fsync=sync == "fsync")
     db = {name: env.open_db(name.encode(), create=False) for name in TABLES}
@@ -205,7 +213,9 @@ def serve(path: str, sync: str, fd: int) -> None:
                 mapped.release(file)
 
 
-def _commit(env: Any, db: dict[str, Any], frames: list[bytes]) -> float | None:
+def _commit(
+    env: Any, db: dict[str, Any], frames: list[bytes], retried: bool = False
+) -> float | None:
     """Apply every frame's acks in one transaction and commit; the commit's seconds, or None
     if nothing was committed (the gateway then records these acks itself)."""
     try:
@@ -219,10 +229,23 @@ def _commit(env: Any, db: dict[str, Any], frames: list[bytes]) -> float | None:
         started = time.perf_counter()
         txn.commit()
         return time.perf_counter() - started
+    except lmdb.MapFullError:
+        txn.abort()
+        if retried or not _took_larger_map(env):
+            return None  # the map is full for the gateway too: it records these acks
+        return _commit(env, db, frames, retried=True)
     except Exception:
         log.exception("the ack writer could not commit %d frames", len(frames))
         txn.abort()
         return None
+
+
+def _took_larger_map(env: Any) -> bool:
+    """Take on the map size the gateway last recorded; True if that is larger than ours
+    (the gateway grew the map while our data still fitted in the old one)."""
+    before = env.info()["map_size"]
+    env.set_mapsize(0)
+    return bool(env.info()["map_size"] > before)
 
 
 def _begin(env: Any) -> Any:

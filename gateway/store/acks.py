@@ -26,11 +26,13 @@ def apply_acks(txn: Transaction, db: Mapping[str, Any], acks: Iterable[PlainAck]
     """Delete each acked delivery and its due-index row, and count the acks once per
     subscription. No record is read: only the subscription's lane settles a delivery it took,
     and one that is gone meanwhile (expired, purged) is neither deleted nor counted, so
-    applying the same ack twice changes nothing."""
+    applying the same ack twice changes nothing. The due row goes first because its key
+    holds the due time the lane took: a delivery created again under the same key since
+    (a redriven dead letter) has another due time, and an old ack leaves it alone."""
     acked: collections.Counter[str] = collections.Counter()
     for subscription, seq, due in acks:
-        if txn.delete(keys.delivery_key(subscription, seq), db=db["deliveries"]):
-            txn.delete(keys.due_key(subscription, due, seq), db=db["due"])
+        if txn.delete(keys.due_key(subscription, due, seq), db=db["due"]):
+            txn.delete(keys.delivery_key(subscription, seq), db=db["deliveries"])
             acked[subscription] += 1
     for subscription, count in acked.items():
         add_to_counter(txn, db["meta"], subscription, "acked", count)

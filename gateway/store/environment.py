@@ -16,13 +16,13 @@ TABLES = ("events", "dedup", "deliveries", "due", "meta")
 MAX_READERS = 1024
 
 
-def open_environment(file: Path, *, fsync: bool, map_size: int = 0) -> Any:
-    """The environment in `file`; `map_size` 0 takes the map size its last commit recorded
-    (LMDB's rule), as the ack writer process does."""
+def open_environment(file: Path, *, fsync: bool) -> Any:
+    """The environment in `file`, mapped at the size its last commit recorded (LMDB's rule
+    for a map size of 0; 1 MiB for a new file). The caller may grow it."""
     return lmdb.open(
         str(file),
         subdir=False,
-        map_size=map_size,
+        map_size=0,
         max_dbs=len(TABLES),
         max_readers=MAX_READERS,
         sync=fsync,

@@ -87,7 +87,12 @@ class LmdbStore:
         self.fanout: Fanout = fanout or (lambda topic, attributes: ())
         self.full = False
         self._file = data_dir / ENV_FILE
-        self.env = open_environment(self._file, fsync=fsync, map_size=map_size)
+        # At least the map size the file records: the ack writer process maps that much, and
+        # its commits must never reach past this process's map (LMDB would then refuse every
+        # transaction here with MDB_MAP_RESIZED until this process grows its map).
+        self.env = open_environment(self._file, fsync=fsync)
+        if self.env.info()["map_size"] < map_size:
+            self.env.set_mapsize(map_size)
         reclaimed = self.env.reader_check()
         log.info("store opened at %s; stale reader slots reclaimed: %d", data_dir, reclaimed)
         self.reclaimed_readers = reclaimed
@@ -123,12 +128,14 @@ class LmdbStore:
         return self._committer.stats.operations + self.ack_writer.operations
 
     def close(self) -> None:
-        self.ack_writer.close()
-        self._committer.stop()
-        with self._read_gate:
-            self.env.close()
-            self._closed = True
-        os.close(self._lock_fd)
+        try:
+            self.ack_writer.close()
+        finally:
+            self._committer.stop()
+            with self._read_gate:
+                self.env.close()
+                self._closed = True
+            os.close(self._lock_fd)
 
     def used_bytes(self) -> int:
         """Pages ever used (a high-water mark: freed pages are reused, not returned)."""
