@@ -135,6 +135,21 @@ async def test_acks_go_through_the_writer_thread_once_the_child_is_killed(
         assert counters["acked"] == counters["published"] == 20
 
 
+async def test_a_child_that_stops_answering_is_killed_and_acks_fall_back(
+    tmp_path: Path,
+) -> None:
+    async with pending_store(tmp_path, 20) as store:
+        writer = store.ack_writer
+        await store.record(acks_for_due(store, 10), NOW)
+        assert writer.pid is not None
+        writer.reply_timeout = 0.2
+        os.kill(writer.pid, signal.SIGSTOP)  # alive, never answering
+        await store.record(acks_for_due(store, 10), NOW)  # falls back after 0.2 s
+        await wait_for(lambda: not running(writer.pid))
+        counters = store.deliveries.counters("s1")
+        assert counters["acked"] == counters["published"] == 20
+
+
 async def test_the_child_follows_the_map_the_gateway_grows(tmp_path: Path) -> None:
     """The gateway grows the map while the child runs (LMDB: MDB_MAP_RESIZED in the child)."""
     async with pending_store(tmp_path, 10, map_size=256 * 1024) as store:

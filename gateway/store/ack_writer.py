@@ -16,7 +16,8 @@ transaction, commits (one fsync for all of them) and answers once per transactio
 frames, whether it committed, and how long the commit took. Answers come in frame order.
 
 When the child cannot commit a batch (the map is full and only the gateway grows it, or
-anything else), or is gone, `record` raises `AckWriterUnavailable` and the caller records those
+anything else), does not answer within 30 s (it is then killed), or is gone, `record` raises
+`AckWriterUnavailable` and the caller records those
 acks through the writer thread instead. That is safe even if the child did commit them: an ack
 applied twice changes nothing. A child that is gone is not restarted; acks then all go through
 the writer thread, and the error is logged once.
@@ -43,6 +44,7 @@ from typing import Any
 import lmdb
 import orjson
 
+from gateway.deadlines import Deadlines
 from gateway.store import mapped
 from gateway.store.acks import PlainAck, apply_acks
 from gateway.store.environment import open_environment
@@ -53,6 +55,8 @@ FRAME = struct.Struct(">I")  # the length of the JSON that follows
 REPLY = struct.Struct(">I?d")  # frames answered, committed, commit seconds
 TABLES = ("deliveries", "due", "meta")  # what an ack writes
 STOP_TIMEOUT = 5.0
+# A commit of acks takes a millisecond or two; one not answered in this long never will be.
+REPLY_TIMEOUT = 30.0
 # The child touches only the delivery tables' pages, along the keys it acks: a smaller share
 # of file-backed memory than the gateway's (gateway.store.mapped) before it releases them.
 MAPPED_BUDGET = 32 * 1024**2
@@ -79,9 +83,12 @@ class AckWriter:
         *,
         fsync: bool,
         observe: Callable[[int, float], None] = lambda operations, seconds: None,
+        reply_timeout: float = REPLY_TIMEOUT,
     ) -> None:
         self._command = [sys.executable, "-c", _CHILD, _ROOT, str(path), _sync_flag(fsync)]
         self._observe = observe
+        self.reply_timeout = reply_timeout
+        self._deadlines = Deadlines()
         self._process: subprocess.Popen[bytes] | None = None
         self._socket: socket.socket | None = None
         self._stream: asyncio.StreamWriter | None = None
@@ -103,7 +110,22 @@ class AckWriter:
         future = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
         stream.write(FRAME.pack(len(data)) + data)
-        await future
+        try:
+            await self._deadlines.run(future, self.reply_timeout)
+        except TimeoutError:
+            self._abandon()
+            raise AckWriterUnavailable("the ack writer did not answer in time") from None
+
+    def _abandon(self) -> None:
+        """A child that stopped answering (stopped, hung) is killed: its reply reader then
+        fails every ack still waiting, and from then on the writer thread records acks."""
+        log.error(
+            "the ack writer did not answer within %gs; killed, acks go through the writer thread",
+            self.reply_timeout,
+        )
+        self._gone = True
+        if self._process is not None:
+            self._process.kill()
 
     async def _ready(self) -> asyncio.StreamWriter:
         loop = asyncio.get_running_loop()
