@@ -150,6 +150,14 @@ async def test_a_child_that_stops_answering_is_killed_and_acks_fall_back(
         assert counters["acked"] == counters["published"] == 20
 
 
+async def test_acks_are_recorded_when_the_child_cannot_start(tmp_path: Path) -> None:
+    async with pending_store(tmp_path, 5) as store:
+        store.ack_writer._command = [str(tmp_path / "no-such-python")]  # Popen fails
+        await store.record(acks_for_due(store, 5), NOW)
+        assert store.ack_writer.pid is None and store.ack_writer.commits == 0
+        assert store.deliveries.counters("s1")["acked"] == 5
+
+
 async def test_the_child_follows_the_map_the_gateway_grows(tmp_path: Path) -> None:
     """The gateway grows the map while the child runs (LMDB: MDB_MAP_RESIZED in the child)."""
     async with pending_store(tmp_path, 10, map_size=256 * 1024) as store:

@@ -119,6 +119,8 @@ class AckWriter:
     def _abandon(self) -> None:
         """A child that stopped answering (stopped, hung) is killed: its reply reader then
         fails every ack still waiting, and from then on the writer thread records acks."""
+        if self._gone:  # another lane's deadline got there first
+            return
         log.error(
             "the ack writer did not answer within %gs; killed, acks go through the writer thread",
             self.reply_timeout,
@@ -133,10 +135,7 @@ class AckWriter:
             self._starting = loop.create_task(self._start(), name="ack-writer-start")
         elif self._starting.get_loop() is not loop:  # a store shared by event loops (tests)
             raise AckWriterUnavailable("the ack writer belongs to another event loop")
-        try:
-            await asyncio.shield(self._starting)
-        except Exception as error:  # logged once by the task; every ack falls back
-            raise AckWriterUnavailable("the ack writer process did not start") from error
+        await asyncio.shield(self._starting)
         if self._gone or self._stream is None:
             raise AckWriterUnavailable("the ack writer process is not running")
         return self._stream
@@ -149,7 +148,7 @@ class AckWriter:
                     [*self._command, str(theirs.fileno())], pass_fds=[theirs.fileno()]
                 )
             reader, self._stream = await asyncio.open_unix_connection(sock=ours)
-        except OSError:
+        except Exception:  # whatever it is, the writer thread records acks instead
             log.exception("could not start the ack writer; acks go through the writer thread")
             ours.close()
             self._gone = True
