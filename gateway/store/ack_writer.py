@@ -272,8 +272,8 @@ def _took_larger_map(env: Any) -> bool:
 def _begin(env: Any) -> Any:
     try:
         return env.begin(write=True)
-    except lmdb.MapResizedError:  # the gateway grew the map: take on its size
-        env.set_mapsize(0)
+    except lmdb.MapResizedError:  # the gateway grew the map past ours
+        _took_larger_map(env)
         return env.begin(write=True)
 
 
@@ -283,13 +283,14 @@ def _frames(channel: socket.socket) -> Iterator[list[bytes]]:
     buffer = b""
     while chunk := channel.recv(1 << 20):
         buffer += chunk
-        frames = []
-        while len(buffer) >= FRAME.size:
-            (size,) = FRAME.unpack_from(buffer)
-            end = FRAME.size + size
+        frames, start = [], 0
+        while len(buffer) - start >= FRAME.size:
+            (size,) = FRAME.unpack_from(buffer, start)
+            end = start + FRAME.size + size
             if len(buffer) < end:
                 break
-            frames.append(buffer[FRAME.size : end])
-            buffer = buffer[end:]
+            frames.append(buffer[start + FRAME.size : end])
+            start = end
+        buffer = buffer[start:]  # what is left of a frame still arriving
         if frames:
             yield frames
