@@ -20,7 +20,7 @@ import orjson
 from gateway.deadletters import Failure, dead_letter_attributes, dead_letter_payload
 from gateway.outcomes import Ack, DeadLetter, Decision, RetryAt
 from gateway.store import keys
-from gateway.store.acks import PlainAck, add_to_counter, apply_acks
+from gateway.store.acks import PlainAck, apply_acks
 from gateway.store.base import SubscriptionsOf
 from gateway.store.committer import Transaction
 from gateway.store.scan import delete_prefix, scan_keys, scan_prefix
@@ -96,10 +96,11 @@ class DeliveryLedger:
         )
         txn.put(keys.due_key(subscription, due, seq), b"", db=self._db["due"])
         if counted:
-            self.count(txn, subscription, "published")
+            self.count(subscription, "published")
 
-    def count(self, txn: Transaction, subscription: str, kind: str, by: int = 1) -> None:
-        add_to_counter(txn, self._db["meta"], subscription, kind, by)
+    def count(self, subscription: str, kind: str, by: int = 1) -> None:
+        """Add to a counter of `subscription`, written once at the commit (`tallies`)."""
+        self._store.tallies.count(subscription, kind, by)
 
     def settle_all(
         self, txn: Transaction, settlements: Iterable[Settlement], now: float
@@ -130,7 +131,7 @@ class DeliveryLedger:
             return set()
         self._remove(txn, settlement.subscription, state)
         if isinstance(decision, Ack):
-            self.count(txn, settlement.subscription, "acked")
+            self.count(settlement.subscription, "acked")
             return set()
         return self._dead_letter(txn, settlement, state, decision, now)
 
@@ -170,13 +171,13 @@ class DeliveryLedger:
         subscription = settlement.subscription
         topic = settlement.dead_letter_topic
         if topic is None or not self._store.has_topic(txn, topic):
-            self.count(txn, subscription, "dropped")
-            self.count(txn, subscription, f"dropped.{decision.reason}")
+            self.count(subscription, "dropped")
+            self.count(subscription, f"dropped.{decision.reason}")
             return set()
         payload = self._payload(txn, state)
         if payload is None:  # the event is gone: nothing left to dead-letter
-            self.count(txn, subscription, "dropped")
-            self.count(txn, subscription, "dropped.missing")
+            self.count(subscription, "dropped")
+            self.count(subscription, "dropped.missing")
             return set()
         attributes = dead_letter_attributes(
             subscription=subscription,
@@ -185,8 +186,8 @@ class DeliveryLedger:
             failure=settlement.failure or Failure(None, None, None),
             at=settlement.wall,
         )
-        self.count(txn, subscription, "deadlettered")
-        self.count(txn, subscription, f"deadlettered.{decision.reason}")
+        self.count(subscription, "deadlettered")
+        self.count(subscription, f"deadlettered.{decision.reason}")
         return self._store.append(txn, topic, dead_letter_payload(payload, attributes), now)
 
     def _payload(self, txn: Transaction, state: keys.DeliveryState) -> bytes | None:
@@ -225,14 +226,15 @@ class DeliveryLedger:
             value = txn.get(keys.delivery_key(subscription, seq), db=self._db["deliveries"])
             if value is not None:
                 self._remove(txn, subscription, keys.decode_delivery(value))
-                self.count(txn, subscription, "dropped")
-                self.count(txn, subscription, f"dropped.{reason}")
+                self.count(subscription, "dropped")
+                self.count(subscription, f"dropped.{reason}")
 
     def delete_subscription(self, txn: Transaction, subscription: str) -> int:
         """Drop every pending delivery of `subscription` and its counters; returns how many."""
         dropped = delete_prefix(txn, self._db["deliveries"], keys.delivery_prefix(subscription))
         delete_prefix(txn, self._db["due"], keys.due_prefix(subscription))
         delete_prefix(txn, self._db["meta"], keys.counter_key(subscription, ""))
+        self._store.tallies.subscription_deleted(subscription)
         txn.delete(keys.subscription_key(subscription), db=self._db["meta"])
         return dropped
 

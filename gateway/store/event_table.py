@@ -22,7 +22,7 @@ from gateway.store.committer import Transaction
 from gateway.store.deliveries import NO_DEDUP, event_attributes
 from gateway.store.redrive import Selection
 from gateway.store.scan import scan_prefix
-from gateway.store.topics import count_events, topic_retention
+from gateway.store.topics import topic_retention
 
 if TYPE_CHECKING:
     from gateway.store.lmdb import LmdbStore
@@ -32,8 +32,9 @@ def publish_events(
     txn: Transaction, store: LmdbStore, topic: str, events: Sequence[IncomingEvent], now: float
 ) -> PublishResult:
     db = store.db
-    retention = topic_retention(txn, db, topic)
-    seq = _last_seq(txn, db)
+    tallies = store.tallies
+    retention = tallies.retention(txn, topic)
+    seq = tallies.last_seq(txn)
     accepted = duplicates = 0
     enqueued: dict[str, int] = {}
     for event in events:
@@ -62,12 +63,11 @@ def publish_events(
             enqueued[subscription] = enqueued.get(subscription, 0) + 1
         accepted += 1
     for subscription, count in enqueued.items():  # one counter update per subscription
-        store.deliveries.count(txn, subscription, "published", count)
-    subscriptions = set(enqueued)
-    txn.put(keys.LAST_SEQ, keys.SEQ.pack(seq), db=db["meta"])
+        tallies.count(subscription, "published", count)
     if accepted:
-        count_events(txn, db, topic, accepted)
-    return PublishResult(accepted, duplicates, frozenset(subscriptions))
+        tallies.assigned(seq)
+        tallies.count_events(topic, accepted)
+    return PublishResult(accepted, duplicates, frozenset(enqueued))
 
 
 def append_event(
@@ -76,15 +76,16 @@ def append_event(
     """Store an event that bypasses dedup (a dead letter) and fan it out; returns the
     subscriptions that got a delivery."""
     db = store.db
-    retention = topic_retention(txn, db, topic)
-    seq = _last_seq(txn, db) + 1
+    tallies = store.tallies
+    retention = tallies.retention(txn, topic)
+    seq = tallies.last_seq(txn) + 1
     txn.put(
         keys.event_key(topic, seq),
         keys.event_value(now, NO_DEDUP, payload),
         db=db["events"],
     )
-    txn.put(keys.LAST_SEQ, keys.SEQ.pack(seq), db=db["meta"])
-    count_events(txn, db, topic, 1)
+    tallies.assigned(seq)
+    tallies.count_events(topic, 1)
     subscriptions: set[str] = set()
     for subscription, delay in store.fanout(topic, event_attributes(payload)):
         store.deliveries.enqueue(
@@ -127,12 +128,6 @@ def cursor_seq(after: str | None) -> int:
     if not re.fullmatch(r"[0-9]{1,19}", after) or int(after) >= 2**63:
         raise InvalidRequest(f"after {after!r} is not a cursor from a previous page", field="after")
     return int(after)
-
-
-def _last_seq(txn: Transaction, db: Mapping[str, Any]) -> int:
-    """The last seq assigned in any topic (0 before the first event)."""
-    value = txn.get(keys.LAST_SEQ, db=db["meta"])
-    return int(keys.SEQ.unpack(value)[0]) if value else 0
 
 
 def _is_duplicate(

@@ -55,6 +55,7 @@ from gateway.store.redrive import (
     redrive_dead_letters,
 )
 from gateway.store.sweep import sweep_expired
+from gateway.store.tallies import Tallies
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.store")
@@ -98,8 +99,10 @@ class LmdbStore:
         self.reclaimed_readers = reclaimed
         self.db = {name: self.env.open_db(name.encode()) for name in TABLES}
         self._page_size = int(self.env.stat()["psize"])
+        # The writer thread's bookkeeping for the transaction it runs (see `tallies`).
+        self.tallies = Tallies(self.db)
         self._committer = Committer(
-            begin=lambda: self.env.begin(write=True),
+            begin=self._begin_transaction,
             commit=self._commit_transaction,
             before_growth=self._grow_if_needed,
             on_map_full=self._grow_on_full,
@@ -161,8 +164,13 @@ class LmdbStore:
             mapped.release(self._file)
         return True
 
+    def _begin_transaction(self) -> Transaction:
+        self.tallies.reset()
+        return self.env.begin(write=True)
+
     def _commit_transaction(self, txn: Transaction) -> None:
         """The one place a write transaction is committed (a test seam for fault injection)."""
+        self.tallies.write(txn)
         txn.commit()
         self.full = False
 
@@ -212,10 +220,18 @@ class LmdbStore:
         return self.read(lambda txn: topic_rows.stored_topics(txn, self.db))
 
     async def put_topic(self, topic: TopicSettings) -> bool:
-        return await self.write(lambda txn: topic_rows.put_topic(txn, self.db, topic))
+        def run(txn: Transaction) -> bool:
+            self.tallies.topic_changed(topic.name)
+            return topic_rows.put_topic(txn, self.db, topic)
+
+        return await self.write(run)
 
     async def delete_topic(self, name: str) -> None:
-        await self.write(lambda txn: topic_rows.delete_topic(txn, self.db, name))
+        def run(txn: Transaction) -> None:
+            topic_rows.delete_topic(txn, self.db, name)
+            self.tallies.topic_deleted(name)
+
+        await self.write(run)
 
     def has_topic(self, txn: Transaction, topic: str) -> bool:
         return topic_rows.has_topic(txn, self.db, topic)

@@ -1,0 +1,87 @@
+"""What the operations of one write transaction share: the last seq assigned, the topics'
+retention, and the counters they add to (events per topic, deliveries per subscription).
+
+Every publish reads the last seq and its topic's retention and adds to two or more counters.
+Done per operation, that is five or more LMDB calls per publish, and each call hands the GIL
+to the event loop and waits to get it back (bench/RESULTS.md, "Session 8"). Tallied here for
+the length of one transaction, each is read once and written once, just before the commit.
+
+Only the writer thread uses the store's `Tallies`, between the begin and the commit of its
+transaction. A transaction that is aborted (and re-run by the committer) starts again from a
+fresh tally. Writers that bypass it stay correct: `write` reads each counter when it adds
+to it, so a counter another operation of the same transaction changed directly (a purge, the
+retention sweep, acks) is added to, not overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.store import keys
+from gateway.store.acks import add_to_counter
+from gateway.store.committer import Transaction
+from gateway.store.topics import count_events, topic_retention
+
+
+class Tallies:
+    def __init__(self, db: Mapping[str, Any]) -> None:
+        self._db = db
+        self.reset()
+
+    def reset(self) -> None:
+        """A write transaction begins: nothing read yet, nothing to write."""
+        self._last_seq: int | None = None
+        self._seq_assigned = False
+        self._retention: dict[str, float] = {}
+        self._event_counts: dict[str, int] = {}
+        self._counters: dict[tuple[str, str], int] = {}
+
+    def last_seq(self, txn: Transaction) -> int:
+        """The last seq assigned in any topic (0 before the first event)."""
+        if self._last_seq is None:
+            value = txn.get(keys.LAST_SEQ, db=self._db["meta"])
+            self._last_seq = int(keys.SEQ.unpack(value)[0]) if value else 0
+        return self._last_seq
+
+    def assigned(self, seq: int) -> None:
+        """Seqs up to `seq` are taken."""
+        self._last_seq = seq
+        self._seq_assigned = True
+
+    def retention(self, txn: Transaction, topic: str) -> float:
+        """The topic's retention in seconds; NotFound (a 404) for an unknown topic."""
+        retention = self._retention.get(topic)
+        if retention is None:
+            retention = self._retention[topic] = topic_retention(txn, self._db, topic)
+        return retention
+
+    def count_events(self, topic: str, by: int) -> None:
+        self._event_counts[topic] = self._event_counts.get(topic, 0) + by
+
+    def count(self, subscription: str, kind: str, by: int = 1) -> None:
+        key = (subscription, kind)
+        self._counters[key] = self._counters.get(key, 0) + by
+
+    def topic_changed(self, topic: str) -> None:
+        """The topic's row was replaced (its retention may differ)."""
+        self._retention.pop(topic, None)
+
+    def topic_deleted(self, topic: str) -> None:
+        """The topic and its count are gone: nothing tallied for it may bring the count back."""
+        self.topic_changed(topic)
+        self._event_counts.pop(topic, None)
+
+    def subscription_deleted(self, subscription: str) -> None:
+        """Its counters are gone: nothing tallied for it may bring them back."""
+        for key in [key for key in self._counters if key[0] == subscription]:
+            del self._counters[key]
+
+    def write(self, txn: Transaction) -> None:
+        """Just before the commit: write what the transaction's operations tallied."""
+        if self._seq_assigned:
+            txn.put(keys.LAST_SEQ, keys.SEQ.pack(self._last_seq), db=self._db["meta"])
+        for topic, by in self._event_counts.items():
+            count_events(txn, self._db, topic, by)
+        for (subscription, kind), by in self._counters.items():
+            add_to_counter(txn, self._db["meta"], subscription, kind, by)

@@ -1,0 +1,171 @@
+"""The write transaction's tallies (gateway.store.tallies): the last seq, topic retention and
+counters that the operations of one commit share, read once and written just before the commit.
+Each test puts several operations into one transaction on purpose (the writer thread is held
+while they queue), on real LMDB."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from gateway.events import IncomingEvent
+from gateway.problems import InvalidRequest, NotFound
+from gateway.settings import TopicSettings
+from gateway.store.committer import Transaction
+from gateway.store.lmdb import LmdbStore
+from gateway.store.topics import count_events
+
+DAY = 86_400.0
+NOW = 1_000_000.0
+
+
+def event(event_id: str) -> IncomingEvent:
+    return IncomingEvent("/shop", event_id, {}, orjson.dumps({"id": event_id}))
+
+
+@contextlib.asynccontextmanager
+async def opened(path: Path) -> AsyncIterator[LmdbStore]:
+    store = LmdbStore(path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+async def in_one_commit(store: LmdbStore, *writes: Awaitable[Any]) -> list[Any]:
+    """Run `writes` in one write transaction: the writer thread is held in an operation of
+    its own while they queue, then all of them are gathered into the next commit."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(txn: Transaction) -> None:
+        entered.set()
+        release.wait(5)
+
+    held = asyncio.ensure_future(store.write(hold))
+    assert await asyncio.to_thread(entered.wait, 5)
+    commits = store.commits
+    tasks = [asyncio.ensure_future(write) for write in writes]
+    await asyncio.sleep(0)  # each task runs to its submit: all are queued now
+    release.set()
+    await held
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert store.commits == commits + 2, "the writes did not share one commit"
+    return results
+
+
+def seqs(store: LmdbStore, topic: str = "orders") -> list[int]:
+    return [stored.seq for stored in store.browse(topic, None, 1000).events]
+
+
+async def test_publishes_in_one_commit_take_consecutive_seqs_and_are_counted(
+    tmp_path: Path,
+) -> None:
+    async with opened(tmp_path) as store:
+        await store.put_topic(TopicSettings("orders", DAY))
+        await store.put_topic(TopicSettings("audit", DAY))
+        await in_one_commit(
+            store,
+            store.publish("orders", [event("a"), event("b")], NOW),
+            store.publish("audit", [event("c")], NOW),
+            store.publish("orders", [event("a"), event("d")], NOW),  # "a": a duplicate
+        )
+        assert seqs(store, "orders") == [1, 2, 4]
+        assert seqs(store, "audit") == [3]
+        assert (store.event_count("orders"), store.event_count("audit")) == (3, 1)
+    async with opened(tmp_path) as store:  # the last seq was written: seqs go on after it
+        await store.publish("audit", [event("e")], NOW)
+        assert seqs(store, "audit") == [3, 5]
+        assert store.event_count("audit") == 2
+
+
+async def test_an_operation_that_fails_leaves_the_others_counted_once(tmp_path: Path) -> None:
+    """The committer re-runs the batch without the failed operation; what the first run
+    tallied must not be written as well."""
+
+    def refuse(txn: Transaction) -> None:
+        raise InvalidRequest("refused on purpose")
+
+    async with opened(tmp_path) as store:
+        await store.put_topic(TopicSettings("orders", DAY))
+        store.fanout = lambda topic, attributes: [("s1", 0.0)]
+        results = await in_one_commit(
+            store,
+            store.publish("orders", [event("a")], NOW),
+            store.write(refuse),
+            store.publish("orders", [event("b")], NOW),
+        )
+        assert isinstance(results[1], InvalidRequest)
+        assert seqs(store) == [1, 2]
+        assert store.event_count("orders") == 2
+        assert store.deliveries.counters("s1")["published"] == 2
+
+
+async def test_a_topic_deleted_in_the_commit_of_a_publish_keeps_no_count(tmp_path: Path) -> None:
+    async with opened(tmp_path) as store:
+        await store.put_topic(TopicSettings("orders", DAY))
+        results = await in_one_commit(
+            store,
+            store.publish("orders", [event("a"), event("b")], NOW),
+            store.delete_topic("orders"),
+            store.publish("orders", [event("c")], NOW),
+        )
+        assert isinstance(results[2], NotFound)
+        await store.put_topic(TopicSettings("orders", DAY))
+        assert store.event_count("orders") == 0
+        assert seqs(store) == []
+
+
+async def test_a_publish_after_a_retention_change_in_its_commit_uses_the_new_retention(
+    tmp_path: Path,
+) -> None:
+    async with opened(tmp_path) as store:
+        await store.put_topic(TopicSettings("orders", DAY))
+        await store.publish("orders", [event("a")], NOW)
+        later = NOW + 60
+        first, _, again = await in_one_commit(
+            store,
+            store.publish("orders", [event("a")], later),  # within a day: a duplicate
+            store.put_topic(TopicSettings("orders", 30.0)),
+            store.publish("orders", [event("a")], later),  # 60 s on, retention 30 s: new
+        )
+        assert (first.accepted, first.duplicates) == (0, 1)
+        assert (again.accepted, again.duplicates) == (1, 0)
+
+
+async def test_a_subscription_deleted_in_the_commit_of_a_publish_keeps_no_counters(
+    tmp_path: Path,
+) -> None:
+    async with opened(tmp_path) as store:
+        await store.put_topic(TopicSettings("orders", DAY))
+        store.fanout = lambda topic, attributes: [("s1", 0.0)]
+        await in_one_commit(
+            store,
+            store.publish("orders", [event("a")], NOW),
+            store.write(lambda txn: store.deliveries.delete_subscription(txn, "s1")),
+        )
+        assert store.deliveries.counters("s1")["published"] == 0
+        assert store.deliveries.pending("s1") == 0
+
+
+async def test_counters_changed_directly_in_the_commit_are_added_to(tmp_path: Path) -> None:
+    """Another operation lowers the topic's count directly (as a purge does); the tallied
+    publishes add to what it left."""
+    async with opened(tmp_path) as store:
+        await store.put_topic(TopicSettings("orders", DAY))
+        await store.publish("orders", [event("old1"), event("old2")], NOW)
+
+        def lower(txn: Transaction) -> None:
+            count_events(txn, store.db, "orders", -1)
+
+        await in_one_commit(
+            store,
+            *(store.publish("orders", [event(f"n{n}")], NOW) for n in range(3)),
+            store.write(lower),
+        )
+        assert store.event_count("orders") == 2 - 1 + 3
