@@ -148,11 +148,15 @@ class Committer:
         # A server that reads a whole request before calling the app (uvicorn) submits a
         # publish right after announcing it, so announcements alone rarely show a wave coming.
         in_a_wave = self._last_publishes > 1 and first.announced
+        publishes = 1 if first.announced else 0
         while len(batch) < self._max_batch:
             try:
                 item = self._take(self._queue.get_nowait())
             except queue.Empty:
-                waiting = self._worth_waiting(deadline - time.monotonic(), in_a_wave)
+                # A wave as large as the last one is whole: waiting for a straggler would
+                # only hold every publisher in it (what is already queued still joins).
+                wave_open = in_a_wave and publishes < self._last_publishes
+                waiting = self._worth_waiting(deadline - time.monotonic(), wave_open)
                 if waiting is None:
                     break
                 wait, announced_coming = waiting
@@ -164,13 +168,15 @@ class Committer:
                     break  # the wave is over
             if item is _STOP:
                 return batch, True
-            if not item.announced:
+            if item.announced:
+                publishes += 1
+            else:
                 in_a_wave = False  # a push outcome came, not the next publish: stop waiting
             batch.append(item)
-        self._last_publishes = sum(1 for operation in batch if operation.announced)
+        self._last_publishes = publishes
         return batch, False
 
-    def _worth_waiting(self, remaining: float, in_a_wave: bool) -> tuple[float, bool] | None:
+    def _worth_waiting(self, remaining: float, wave_open: bool) -> tuple[float, bool] | None:
         """How long to wait for another operation before committing, and whether announced
         publishes are outstanding (then the writer keeps looking until the linger ends);
         None: commit now."""
@@ -178,7 +184,7 @@ class Committer:
             return None
         if self._expecting():
             return min(remaining, POLL), True
-        if in_a_wave:
+        if wave_open:
             return min(remaining, ARRIVAL_GAP), False
         return None
 
