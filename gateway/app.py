@@ -133,7 +133,8 @@ async def _lifespan(
         engine = await _start_engine(gateway, store, subscriptions, now)
         served = _build_apis(gateway, store, topics, subscriptions, engine, now)
         gateway.operations.extend(served)
-        app.router.routes.extend(openapi.routes(served))
+        # Ahead of health and metrics: the router tries routes in order, publishes first.
+        app.router.routes[:0] = openapi.routes(served)
         sources = Sources(store, topics, subscriptions, engine, gateway.readiness, now)
         _start_background(gateway, sources)
         gateway.readiness.set_ready()

@@ -17,6 +17,7 @@ from gateway.problems import NotReady, problem_response
 
 SHUTTING_DOWN = "shutting down"
 STORE_FULL = "store full"
+STILL_ACCEPTING = frozenset({None, SHUTTING_DOWN, STORE_FULL})  # None: a check found nothing
 
 
 class Readiness:
@@ -43,7 +44,10 @@ class Readiness:
         """Publishes are taken while ready, while shutting down (the store is still open until
         the server has drained; refusing then would only bounce publishers), and while the
         store is full (the store answers 507 itself, and takes them again once there is room)."""
-        return all(reason in (SHUTTING_DOWN, STORE_FULL) for reason in self.reasons())
+        # Asked on every publish: the set test first, the checks only then, nothing sorted.
+        if not self._reasons <= STILL_ACCEPTING:
+            return False
+        return all(check() in STILL_ACCEPTING for check in self.checks)
 
 
 def operations(readiness: Readiness) -> list[Operation]:

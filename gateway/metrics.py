@@ -87,6 +87,18 @@ class Metrics:
             registry=registry,
         )
         self.loop_lag = 0.0
+        # Each topic's (published, duplicates) series, looked up once: `labels()` costs about
+        # as much as the increment itself, on every publish.
+        self._publish_series: dict[str, tuple[Counter, Counter]] = {}
+
+    def count_publish(self, topic: str, accepted: int, duplicates: int) -> None:
+        series = self._publish_series.get(topic)
+        if series is None:
+            series = (self.published.labels(topic), self.duplicates.labels(topic))
+            self._publish_series[topic] = series
+        series[0].inc(accepted)
+        if duplicates:
+            series[1].inc(duplicates)
 
     def observe_commit(self, operations: int, seconds: float) -> None:
         self.commit_batch.observe(operations)

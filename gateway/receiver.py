@@ -7,6 +7,7 @@ nothing. Steps: topic exists, ready, read the body within the limit, parse, stor
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 import orjson
@@ -111,8 +112,11 @@ class Receiver:
 
     async def accept(self, request: Request, parse: Parse) -> PublishResult:
         """Store what `parse` makes of the request, durably; returns once committed."""
-        with self._metrics.publish_duration.time():
+        started = time.perf_counter()
+        try:
             return await self._accept(request, parse)
+        finally:
+            self._metrics.publish_duration.observe(time.perf_counter() - started)
 
     async def _accept(self, request: Request, parse: Parse) -> PublishResult:
         if not self._readiness.accepting:
@@ -126,7 +130,6 @@ class Receiver:
             self._store.withdraw()
             raise
         result = await self._store.publish(topic, events, self._now(), announced=True)
-        self._metrics.published.labels(topic).inc(result.accepted)
-        self._metrics.duplicates.labels(topic).inc(result.duplicates)
+        self._metrics.count_publish(topic, result.accepted, result.duplicates)
         self.on_published(topic, result)
         return result
