@@ -114,22 +114,19 @@ class Receiver:
         """Store what `parse` makes of the request, durably; returns once committed."""
         started = time.perf_counter()
         try:
-            return await self._accept(request, parse)
+            if not self._readiness.accepting:
+                raise NotReady("the gateway is not ready: " + ", ".join(self._readiness.reasons()))
+            self._store.announce()
+            try:
+                body = await read_body(request, self._max_body_size)
+                topic, events = parse(request.headers, body)
+                self._check_topic(topic)
+            except BaseException:
+                self._store.withdraw()
+                raise
+            result = await self._store.publish(topic, events, self._now(), announced=True)
         finally:
             self._metrics.publish_duration.observe(time.perf_counter() - started)
-
-    async def _accept(self, request: Request, parse: Parse) -> PublishResult:
-        if not self._readiness.accepting:
-            raise NotReady("the gateway is not ready: " + ", ".join(self._readiness.reasons()))
-        self._store.announce()
-        try:
-            body = await read_body(request, self._max_body_size)
-            topic, events = parse(request.headers, body)
-            self._check_topic(topic)
-        except BaseException:
-            self._store.withdraw()
-            raise
-        result = await self._store.publish(topic, events, self._now(), announced=True)
         self._metrics.count_publish(topic, result.accepted, result.duplicates)
         self.on_published(topic, result)
         return result

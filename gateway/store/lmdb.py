@@ -18,7 +18,7 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -208,11 +208,12 @@ class LmdbStore:
         """The announced publish will not come (it failed before reaching the store)."""
         self._committer.withdraw()
 
-    async def write(
+    def write(
         self, run: Callable[[Transaction], T], announced: bool = False, grows: bool = False
-    ) -> T:
-        """Run `run` in the next group-committed write transaction."""
-        return await self._committer.submit(run, announced, grows)
+    ) -> Coroutine[Any, Any, T]:
+        """Run `run` in the next group-committed write transaction (to be awaited). Not a
+        coroutine of its own: a publish awaits through as few frames as it can."""
+        return self._committer.submit(run, announced, grows)
 
     # -- delegates: each concern lives in its own module -----------------------------------
 
@@ -243,10 +244,10 @@ class LmdbStore:
     def event_count(self, topic: str) -> int:
         return self.read(lambda txn: topic_rows.event_count(txn, self.db, topic))
 
-    async def publish(
+    def publish(
         self, topic: str, events: Sequence[IncomingEvent], now: float, announced: bool = False
-    ) -> PublishResult:
-        return await self.write(
+    ) -> Coroutine[Any, Any, PublishResult]:
+        return self.write(
             lambda txn: publish_events(txn, self, topic, events, now), announced, grows=True
         )
 
