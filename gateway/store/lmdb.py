@@ -237,10 +237,6 @@ class LmdbStore:
     def has_topic(self, txn: Transaction, topic: str) -> bool:
         return topic_rows.has_topic(txn, self.db, topic)
 
-    def count_events(self, txn: Transaction, topic: str, by: int) -> None:
-        """Keep the per-topic event count (dead-letter depth) in the same transaction."""
-        topic_rows.count_events(txn, self.db, topic, by)
-
     def event_count(self, topic: str) -> int:
         return self.read(lambda txn: topic_rows.event_count(txn, self.db, topic))
 
