@@ -17,6 +17,7 @@ the batch is aborted and re-run without it, so no half-applied operation is ever
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import queue
 import threading
@@ -57,6 +58,7 @@ POLL = 0.0005  # how often the writer looks again while announced publishes are 
 # Under load, publishes that keep arriving less than this apart belong to the same wave: the
 # writer waits for the next one (up to `linger`) instead of committing part of the wave.
 ARRIVAL_GAP = 0.0005
+WAVES_REMEMBERED = 8
 
 
 class Committer:
@@ -71,6 +73,7 @@ class Committer:
         # 8 ms was tried: no better for single publishes once the writer waits for the rest
         # of a wave, and slower for batches (bench/RESULTS.md, "Session 3").
         linger: float = 0.004,
+        arrival_gap: float = ARRIVAL_GAP,
         observe: Callable[[int, float], None] = lambda operations, seconds: None,
     ) -> None:
         self._begin = begin
@@ -80,12 +83,15 @@ class Committer:
         self._translate = translate
         self._max_batch = max_batch
         self._linger = linger
+        self._arrival_gap = arrival_gap
         self._observe = observe
         self._announced = 0
         self._last_announced = 0.0
         self._announced_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._last_publishes = 0  # announced operations in the previous commit (>1: load)
+        # Announced operations in each of the last few commits: a wave's size under load. The
+        # largest counts, so a wave split once (a pause mid-wave) is joined up again.
+        self._waves: collections.deque[int] = collections.deque([0], maxlen=WAVES_REMEMBERED)
         self._thread = threading.Thread(target=self._run, name="lmdb-writer", daemon=True)
         self.stats = CommitStats()
 
@@ -147,15 +153,16 @@ class Committer:
         deadline = time.monotonic() + self._linger
         # A server that reads a whole request before calling the app (uvicorn) submits a
         # publish right after announcing it, so announcements alone rarely show a wave coming.
-        in_a_wave = self._last_publishes > 1 and first.announced
+        wave = max(self._waves)
+        in_a_wave = wave > 1 and first.announced
         publishes = 1 if first.announced else 0
         while len(batch) < self._max_batch:
             try:
                 item = self._take(self._queue.get_nowait())
             except queue.Empty:
-                # A wave as large as the last one is whole: waiting for a straggler would
+                # A wave as large as the recent ones is whole: waiting for a straggler would
                 # only hold every publisher in it (what is already queued still joins).
-                wave_open = in_a_wave and publishes < self._last_publishes
+                wave_open = in_a_wave and publishes < wave
                 waiting = self._worth_waiting(deadline - time.monotonic(), wave_open)
                 if waiting is None:
                     break
@@ -173,7 +180,7 @@ class Committer:
             else:
                 in_a_wave = False  # a push outcome came, not the next publish: stop waiting
             batch.append(item)
-        self._last_publishes = publishes
+        self._waves.append(publishes)
         return batch, False
 
     def _worth_waiting(self, remaining: float, wave_open: bool) -> tuple[float, bool] | None:
@@ -185,7 +192,7 @@ class Committer:
         if self._expecting():
             return min(remaining, POLL), True
         if wave_open:
-            return min(remaining, ARRIVAL_GAP), False
+            return min(remaining, self._arrival_gap), False
         return None
 
     def _execute(self, batch: list[Operation[Any]]) -> None:
