@@ -17,9 +17,10 @@ import orjson
 from gateway.events import IncomingEvent
 from gateway.problems import InvalidRequest, NotFound
 from gateway.settings import TopicSettings
+from gateway.store.acks import add_to_counter
 from gateway.store.committer import Transaction
 from gateway.store.lmdb import LmdbStore
-from gateway.store.topics import count_events
+from gateway.store.redrive import Selection
 
 DAY = 86_400.0
 NOW = 1_000_000.0
@@ -153,19 +154,37 @@ async def test_a_subscription_deleted_in_the_commit_of_a_publish_keeps_no_counte
         assert store.deliveries.pending("s1") == 0
 
 
-async def test_counters_changed_directly_in_the_commit_are_added_to(tmp_path: Path) -> None:
-    """Another operation lowers the topic's count directly (as a purge does); the tallied
-    publishes add to what it left."""
+async def test_a_purge_in_the_commit_of_a_publish_to_its_topic_leaves_the_count_right(
+    tmp_path: Path,
+) -> None:
+    """The count is kept at 0 or more: a purge of the event just published, in the same
+    commit, must not leave the count at 1 (every change to it goes through the tallies)."""
+    async with opened(tmp_path) as store:
+        await store.put_topic(TopicSettings("dl", DAY))
+        await in_one_commit(
+            store,
+            store.publish("dl", [event("a")], NOW),
+            store.purge("dl", Selection()),
+        )
+        assert seqs(store, "dl") == []
+        assert store.event_count("dl") == 0
+
+
+async def test_subscription_counters_added_to_directly_in_the_commit_are_added_to(
+    tmp_path: Path,
+) -> None:
+    """Acks add to counters directly (in the ack writer process too); the tallied counts of
+    the same commit add to what they wrote."""
     async with opened(tmp_path) as store:
         await store.put_topic(TopicSettings("orders", DAY))
-        await store.publish("orders", [event("old1"), event("old2")], NOW)
+        store.fanout = lambda topic, attributes: [("s1", 0.0)]
 
-        def lower(txn: Transaction) -> None:
-            count_events(txn, store.db, "orders", -1)
+        def acked_elsewhere(txn: Transaction) -> None:
+            add_to_counter(txn, store.db["meta"], "s1", "published", 5)
 
         await in_one_commit(
             store,
-            *(store.publish("orders", [event(f"n{n}")], NOW) for n in range(3)),
-            store.write(lower),
+            store.publish("orders", [event("a")], NOW),
+            store.write(acked_elsewhere),
         )
-        assert store.event_count("orders") == 2 - 1 + 3
+        assert store.deliveries.counters("s1")["published"] == 1 + 5

@@ -24,7 +24,7 @@ from gateway.store.base import DeadLetterResult
 from gateway.store.committer import Transaction
 from gateway.store.deliveries import DeliveryLedger
 from gateway.store.scan import scan_keys
-from gateway.store.topics import count_events, topic_retention
+from gateway.store.topics import topic_retention
 
 if TYPE_CHECKING:
     from gateway.store.lmdb import LmdbStore
@@ -65,7 +65,7 @@ async def redrive_dead_letters(
         topic_retention(txn, store.db, topic)  # 404 for an unknown topic
         act = redrive_action(txn, store.db, store.deliveries, topic, retention_of, now, woken)
         moved, skipped, last, done = run_batch(txn, store.db, topic, selection, after, act)
-        count_events(txn, store.db, topic, -moved)
+        store.tallies.count_events(topic, -moved)
         return moved, skipped, last, done
 
     return await _batches(store, batch)
@@ -80,7 +80,7 @@ async def purge_dead_letters(
         topic_retention(txn, store.db, topic)  # 404 for an unknown topic
         act = purge_action(txn, store.db, store.deliveries, topic)
         purged, skipped, last, done = run_batch(txn, store.db, topic, selection, after, act)
-        count_events(txn, store.db, topic, -purged)
+        store.tallies.count_events(topic, -purged)
         return purged, skipped, last, done
 
     return await _batches(store, batch)

@@ -15,7 +15,6 @@ from gateway.settings import TopicSettings
 from gateway.store import keys
 from gateway.store.base import SweepResult
 from gateway.store.committer import Transaction
-from gateway.store.topics import count_events
 
 if TYPE_CHECKING:
     from gateway.store.lmdb import LmdbStore
@@ -69,5 +68,5 @@ def _sweep_topic(
         if not cursor.delete():
             break
     if removed:
-        count_events(txn, db, topic.name, -removed)
+        store.tallies.count_events(topic.name, -removed)
     return removed

@@ -8,9 +8,11 @@ the length of one transaction, each is read once and written once, just before t
 
 Only the writer thread uses the store's `Tallies`, between the begin and the commit of its
 transaction. A transaction that is aborted (and re-run by the committer) starts again from a
-fresh tally. Writers that bypass it stay correct: `write` reads each counter when it adds
-to it, so a counter another operation of the same transaction changed directly (a purge, the
-retention sweep, acks) is added to, not overwritten.
+fresh tally. Every change to a topic's event count goes through here (publish, dead letters,
+redrive, purge, the retention sweep): the count is kept at 0 or more, so a purge that took a
+count to 0 before a tallied +1 of the same transaction was added would leave it at 1 for
+good. Subscription counters are never lowered, so writers that add to them directly (acks,
+in the ack writer process too) stay correct: `write` reads each counter when it adds to it.
 """
 
 from __future__ import annotations
