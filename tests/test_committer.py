@@ -1,19 +1,23 @@
 """Group commit's batching (gateway.store.committer): how the writer cuts publishes arriving
 in waves into commits. The transaction here is a list that records which operations ran in
-it; durability and rollback on real LMDB are tested in test_store."""
+it; durability and rollback on real LMDB are tested in test_store.
+
+The writer waits up to 0.5 s (the arrival gap set here) for the rest of a wave, and the
+tests pause 5 ms or 0.1 s between groups of publishes: wide margins on a shared machine."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
-from gateway.store.committer import Committer
+from gateway.store.committer import Committer, Waves
 
 Batches = list[list[str]]
+GAP = 0.5
 
 
 @pytest.fixture
@@ -25,9 +29,8 @@ async def committer() -> AsyncIterator[tuple[Committer, Batches]]:
         before_growth=lambda: None,
         on_map_full=lambda: False,
         translate=lambda error: error,
-        # Wide margins for a shared machine: a straggler is awaited up to 50 ms.
-        linger=1.0,
-        arrival_gap=0.05,
+        linger=5.0,
+        arrival_gap=GAP,
     )
     writer.start()
     try:
@@ -36,9 +39,10 @@ async def committer() -> AsyncIterator[tuple[Committer, Batches]]:
         writer.stop()
 
 
-def publish(writer: Committer, name: str) -> asyncio.Future[Any]:
+def publish(writer: Committer, name: str, run: Callable[[list[str]], None] | None = None) -> Any:
     writer.announce()
-    return asyncio.ensure_future(writer.submit(lambda txn: txn.append(name), announced=True))
+    operation = run or (lambda txn: txn.append(name))
+    return asyncio.ensure_future(writer.submit(operation, announced=True))
 
 
 async def queued(writer: Committer, names: list[str]) -> list[asyncio.Future[Any]]:
@@ -47,54 +51,110 @@ async def queued(writer: Committer, names: list[str]) -> list[asyncio.Future[Any
     return futures
 
 
-async def test_a_wave_split_by_a_pause_is_joined_up_again(
-    committer: tuple[Committer, Batches],
-) -> None:
-    """A wave of 10; then one of 6 alone (it waits for stragglers, none come); then 6 and,
-    after a pause shorter than the arrival gap, 4 more: one commit of 10, as the recent waves
-    were, not 6 and then 4 (the last wave alone said 6)."""
-    writer, batches = committer
+def names(prefix: str, count: int) -> list[str]:
+    return [f"{prefix}{n}" for n in range(count)]
+
+
+async def first_wave(writer: Committer, size: int) -> None:
+    """`size` publishes queued while the writer is held: one commit of `size`, the wave."""
     entered, release = threading.Event(), threading.Event()
 
     def hold(txn: list[str]) -> None:
         entered.set()
         release.wait(5)
-        txn.append("hold")
 
     held = asyncio.ensure_future(writer.submit(hold))
     assert await asyncio.to_thread(entered.wait, 5)
-    first = await queued(writer, [f"a{n}" for n in range(10)])
+    wave = await queued(writer, names("w", size))
     release.set()
-    await asyncio.gather(held, *first)
-    await asyncio.gather(*await queued(writer, [f"b{n}" for n in range(6)]))
-    split = await queued(writer, [f"c{n}" for n in range(6)])
+    await asyncio.gather(held, *wave)
+
+
+def sizes(batches: Batches) -> list[int]:
+    return [len(batch) for batch in batches]
+
+
+async def test_a_wave_split_by_a_pause_is_joined_up_again(
+    committer: tuple[Committer, Batches],
+) -> None:
+    """A wave of 10; then 6 alone (they wait for stragglers, none come); then 6 and, after a
+    pause, 4 more: one commit of 10, as the recent waves were, not 6 and then 4 (the last
+    commit alone said 6)."""
+    writer, batches = committer
+    await first_wave(writer, 10)
+    await asyncio.gather(*await queued(writer, names("b", 6)))
+    split = await queued(writer, names("c", 6))
     await asyncio.sleep(0.005)
-    split += await queued(writer, [f"c{n}" for n in range(6, 10)])
+    split += await queued(writer, names("d", 4))
     await asyncio.gather(*split)
-    assert [len(batch) for batch in batches] == [1, 10, 6, 10]
-    assert batches[3] == [f"c{n}" for n in range(10)]
+    assert sizes(batches)[-3:] == [10, 6, 10]
 
 
 async def test_a_wave_as_large_as_the_recent_ones_is_committed_without_waiting(
     committer: tuple[Committer, Batches],
 ) -> None:
     """Once a batch holds as many publishes as the recent waves, the writer commits it at
-    once: a publish 20 ms later (well inside the 50 ms arrival gap it would otherwise wait
-    for) goes into the next commit."""
+    once: a publish 0.1 s later (inside the arrival gap it would otherwise wait out) goes
+    into the next commit."""
     writer, batches = committer
-    entered, release = threading.Event(), threading.Event()
-
-    def hold(txn: list[str]) -> None:
-        entered.set()
-        release.wait(5)
-
-    held = asyncio.ensure_future(writer.submit(hold))
-    assert await asyncio.to_thread(entered.wait, 5)
-    wave = await queued(writer, [f"a{n}" for n in range(8)])
-    release.set()
-    await asyncio.gather(held, *wave)
-    again = await queued(writer, [f"b{n}" for n in range(8)])
-    await asyncio.sleep(0.02)
+    await first_wave(writer, 8)
+    again = await queued(writer, names("b", 8))
+    await asyncio.sleep(0.1)
     again += await queued(writer, ["late"])
     await asyncio.gather(*again)
-    assert [len(batch) for batch in batches][-3:] == [8, 8, 1]
+    assert sizes(batches)[-3:] == [8, 8, 1]
+
+
+async def test_publishes_queued_during_a_commit_count_towards_the_wave(
+    committer: tuple[Committer, Batches],
+) -> None:
+    """More publishers than the last wave: those that queued up while it was committed are
+    counted into the next wave's size, so the next commit waits for the rest of them too
+    (one commit of 16, not 8 and 8)."""
+    writer, batches = committer
+    await first_wave(writer, 8)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(txn: list[str]) -> None:
+        entered.set()
+        release.wait(5)
+        txn.append("slow")
+
+    wave = [publish(writer, "slow", slow)] + await queued(writer, names("b", 7))
+    assert await asyncio.to_thread(entered.wait, 5)
+    grown = await queued(writer, names("c", 8))  # queued while the wave of 8 commits
+    release.set()
+    await asyncio.gather(*wave)
+    await asyncio.sleep(0.005)
+    grown += await queued(writer, names("d", 8))
+    await asyncio.gather(*grown)
+    assert sizes(batches)[-2:] == [8, 16]
+
+
+async def test_a_lone_publish_that_waited_in_vain_ends_the_wave(
+    committer: tuple[Committer, Batches],
+) -> None:
+    """After a wave of 8, a lone publish waits for the rest (none comes); the next lone
+    publish does not wait: a publish 0.1 s after it goes into a commit of its own."""
+    writer, batches = committer
+    await first_wave(writer, 8)
+    await asyncio.gather(*await queued(writer, ["alone"]))
+    after = await queued(writer, ["next"])
+    await asyncio.sleep(0.1)
+    after += await queued(writer, ["later"])
+    await asyncio.gather(*after)
+    assert sizes(batches)[-4:] == [8, 1, 1, 1]
+
+
+def test_waves_are_the_largest_recent_commit_with_what_queued_meanwhile() -> None:
+    waves = Waves(remembered=3)
+    assert waves.size == 0
+    for publishes in (8, 5, 6):
+        waves.committed(publishes)
+    assert waves.size == 8
+    waves.committed(4)  # the 8 is now older than the last 3
+    assert waves.size == 6
+    waves.queued_meanwhile(5)
+    assert waves.size == 9
+    waves.forget()
+    assert waves.size == 0

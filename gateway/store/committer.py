@@ -89,9 +89,7 @@ class Committer:
         self._last_announced = 0.0
         self._announced_lock = threading.Lock()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        # Announced operations in each of the last few commits: a wave's size under load. The
-        # largest counts, so a wave split once (a pause mid-wave) is joined up again.
-        self._waves: collections.deque[int] = collections.deque([0], maxlen=WAVES_REMEMBERED)
+        self._waves = Waves()
         self._thread = threading.Thread(target=self._run, name="lmdb-writer", daemon=True)
         self.stats = CommitStats()
 
@@ -146,6 +144,7 @@ class Committer:
         return item
 
     def _gather(self) -> tuple[list[Operation[Any]], bool]:
+        self._waves.queued_meanwhile(self._queue.qsize())
         first = self._take(self._queue.get())
         if first is _STOP:
             return [], True
@@ -153,7 +152,7 @@ class Committer:
         deadline = time.monotonic() + self._linger
         # A server that reads a whole request before calling the app (uvicorn) submits a
         # publish right after announcing it, so announcements alone rarely show a wave coming.
-        wave = max(self._waves)
+        wave = self._waves.size
         in_a_wave = wave > 1 and first.announced
         publishes = 1 if first.announced else 0
         while len(batch) < self._max_batch:
@@ -172,6 +171,8 @@ class Committer:
                 except queue.Empty:
                     if announced_coming:
                         continue  # look again until the linger ends
+                    if publishes <= 1:
+                        self._waves.forget()  # a lone publish waited in vain: the load is gone
                     break  # the wave is over
             if item is _STOP:
                 return batch, True
@@ -180,7 +181,7 @@ class Committer:
             else:
                 in_a_wave = False  # a push outcome came, not the next publish: stop waiting
             batch.append(item)
-        self._waves.append(publishes)
+        self._waves.committed(publishes)
         return batch, False
 
     def _worth_waiting(self, remaining: float, wave_open: bool) -> tuple[float, bool] | None:
@@ -268,6 +269,31 @@ class Committer:
                 loop.call_soon_threadsafe(_settle, operations, self._translate)
             except RuntimeError:  # the loop closed while we committed; nobody is waiting
                 pass
+
+
+class Waves:
+    """How many publishes a wave under load holds, for the writer to know when one is whole:
+    the largest of the last few commits, each counted with what queued up while it was being
+    committed (those would have joined it had the writer waited, so the estimate grows with
+    the load). The largest, so that a wave a pause split once is joined up again; forgotten
+    once a lone publish waits in vain."""
+
+    def __init__(self, remembered: int = WAVES_REMEMBERED) -> None:
+        self._sizes: collections.deque[int] = collections.deque([0], maxlen=remembered)
+
+    @property
+    def size(self) -> int:
+        return max(self._sizes)
+
+    def committed(self, publishes: int) -> None:
+        self._sizes.append(publishes)
+
+    def queued_meanwhile(self, operations: int) -> None:
+        self._sizes[-1] += operations
+
+    def forget(self) -> None:
+        self._sizes.clear()
+        self._sizes.append(0)
 
 
 class _OperationFailed(Exception):
