@@ -105,32 +105,6 @@ async def test_a_wave_as_large_as_the_recent_ones_is_committed_without_waiting(
     assert sizes(batches)[-3:] == [8, 8, 1]
 
 
-async def test_publishes_queued_during_a_commit_count_towards_the_wave(
-    committer: tuple[Committer, Batches],
-) -> None:
-    """More publishers than the last wave: those that queued up while it was committed are
-    counted into the next wave's size, so the next commit waits for the rest of them too
-    (one commit of 16, not 8 and 8)."""
-    writer, batches = committer
-    await first_wave(writer, 8)
-    entered, release = threading.Event(), threading.Event()
-
-    def slow(txn: list[str]) -> None:
-        entered.set()
-        release.wait(5)
-        txn.append("slow")
-
-    wave = [publish(writer, "slow", slow)] + await queued(writer, names("b", 7))
-    assert await asyncio.to_thread(entered.wait, 5)
-    grown = await queued(writer, names("c", 8))  # queued while the wave of 8 commits
-    release.set()
-    await asyncio.gather(*wave)
-    await asyncio.sleep(0.005)
-    grown += await queued(writer, names("d", 8))
-    await asyncio.gather(*grown)
-    assert sizes(batches)[-2:] == [8, 16]
-
-
 async def test_a_lone_publish_that_waited_in_vain_ends_the_wave(
     committer: tuple[Committer, Batches],
 ) -> None:
@@ -146,7 +120,7 @@ async def test_a_lone_publish_that_waited_in_vain_ends_the_wave(
     assert sizes(batches)[-4:] == [8, 1, 1, 1]
 
 
-def test_waves_are_the_largest_recent_commit_with_what_queued_meanwhile() -> None:
+def test_waves_are_the_largest_recent_commit_until_forgotten() -> None:
     waves = Waves(remembered=3)
     assert waves.size == 0
     for publishes in (8, 5, 6):
@@ -154,7 +128,5 @@ def test_waves_are_the_largest_recent_commit_with_what_queued_meanwhile() -> Non
     assert waves.size == 8
     waves.committed(4)  # the 8 is now older than the last 3
     assert waves.size == 6
-    waves.queued_meanwhile(5)
-    assert waves.size == 9
     waves.forget()
     assert waves.size == 0

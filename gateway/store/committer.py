@@ -144,7 +144,6 @@ class Committer:
         return item
 
     def _gather(self) -> tuple[list[Operation[Any]], bool]:
-        self._waves.queued_meanwhile(self._queue.qsize())
         first = self._take(self._queue.get())
         if first is _STOP:
             return [], True
@@ -273,10 +272,9 @@ class Committer:
 
 class Waves:
     """How many publishes a wave under load holds, for the writer to know when one is whole:
-    the largest of the last few commits, each counted with what queued up while it was being
-    committed (those would have joined it had the writer waited, so the estimate grows with
-    the load). The largest, so that a wave a pause split once is joined up again; forgotten
-    once a lone publish waits in vain."""
+    the largest of the last few commits, so that a wave a pause split once is joined up again.
+    It grows with the load through what is already queued when a wave is cut (that still
+    joins). Forgotten once a lone publish waits in vain: the load is gone."""
 
     def __init__(self, remembered: int = WAVES_REMEMBERED) -> None:
         self._sizes: collections.deque[int] = collections.deque([0], maxlen=remembered)
@@ -287,9 +285,6 @@ class Waves:
 
     def committed(self, publishes: int) -> None:
         self._sizes.append(publishes)
-
-    def queued_meanwhile(self, operations: int) -> None:
-        self._sizes[-1] += operations
 
     def forget(self) -> None:
         self._sizes.clear()
