@@ -121,12 +121,34 @@ async def test_a_lone_publish_that_waited_in_vain_ends_the_wave(
 
 
 def test_waves_are_the_largest_recent_commit_until_forgotten() -> None:
-    waves = Waves(remembered=3)
+    waves = Waves(remembered=3, probe_every=100)
     assert waves.size == 0
     for publishes in (8, 5, 6):
         waves.committed(publishes)
-    assert waves.size == 8
+    assert (waves.size, waves.whole_at()) == (8, 8)
     waves.committed(4)  # the 8 is now older than the last 3
-    assert waves.size == 6
+    assert (waves.size, waves.whole_at()) == (6, 6)
     waves.forget()
     assert waves.size == 0
+
+
+def test_every_few_waves_one_waits_for_stragglers() -> None:
+    waves = Waves(probe_every=4)
+    waves.committed(8)
+    assert [waves.whole_at() for _ in range(8)] == [8, 8, 8, None, 8, 8, 8, None]
+
+
+async def test_a_wave_that_grew_is_found_by_a_wave_that_waits_for_stragglers(
+    committer: tuple[Committer, Batches],
+) -> None:
+    """Publishers doubled from 8 to 16 and arrive as two groups a pause apart: waves are cut
+    at 8 until the one that waits for stragglers (the 7th gathered) takes all 16; the waves
+    after it are cut at 16."""
+    writer, batches = committer
+    await first_wave(writer, 8)  # the 2nd wave gathered (the writer was held in the 1st)
+    for wave in range(3, 11):
+        grown = await queued(writer, names(f"{wave}a", 8))
+        await asyncio.sleep(0.005)
+        grown += await queued(writer, names(f"{wave}b", 8))
+        await asyncio.gather(*grown)
+    assert sizes(batches)[2:] == [8, 8, 8, 8, 16, 16, 16, 16, 16, 16]

@@ -59,6 +59,7 @@ POLL = 0.0005  # how often the writer looks again while announced publishes are 
 # writer waits for the next one (up to `linger`) instead of committing part of the wave.
 ARRIVAL_GAP = 0.0005
 WAVES_REMEMBERED = 8
+PROBE_EVERY = 7  # odd: a wave split in two alternates halves, and either may be the one that grew
 
 
 class Committer:
@@ -151,8 +152,8 @@ class Committer:
         deadline = time.monotonic() + self._linger
         # A server that reads a whole request before calling the app (uvicorn) submits a
         # publish right after announcing it, so announcements alone rarely show a wave coming.
-        wave = self._waves.size
-        in_a_wave = wave > 1 and first.announced
+        whole_at = self._waves.whole_at()
+        in_a_wave = self._waves.size > 1 and first.announced
         publishes = 1 if first.announced else 0
         while len(batch) < self._max_batch:
             try:
@@ -160,7 +161,7 @@ class Committer:
             except queue.Empty:
                 # A wave as large as the recent ones is whole: waiting for a straggler would
                 # only hold every publisher in it (what is already queued still joins).
-                wave_open = in_a_wave and publishes < wave
+                wave_open = in_a_wave and (whole_at is None or publishes < whole_at)
                 waiting = self._worth_waiting(deadline - time.monotonic(), wave_open)
                 if waiting is None:
                     break
@@ -273,15 +274,24 @@ class Committer:
 class Waves:
     """How many publishes a wave under load holds, for the writer to know when one is whole:
     the largest of the last few commits, so that a wave a pause split once is joined up again.
-    It grows with the load through what is already queued when a wave is cut (that still
-    joins). Forgotten once a lone publish waits in vain: the load is gone."""
+    Every few waves one is not cut at that size but waits for stragglers as long as they keep
+    coming: that is how a wave that has grown is found (a cut at the old size would keep it
+    split in two for good). Forgotten once a lone publish waits in vain: the load is gone."""
 
-    def __init__(self, remembered: int = WAVES_REMEMBERED) -> None:
+    def __init__(self, remembered: int = WAVES_REMEMBERED, probe_every: int = PROBE_EVERY):
         self._sizes: collections.deque[int] = collections.deque([0], maxlen=remembered)
+        self._probe_every = probe_every
+        self._waves = 0
 
     @property
     def size(self) -> int:
         return max(self._sizes)
+
+    def whole_at(self) -> int | None:
+        """For the wave about to be gathered: the publishes that make it whole, or None for a
+        wave that waits for stragglers instead (every `probe_every`th)."""
+        self._waves += 1
+        return None if self._waves % self._probe_every == 0 else self.size
 
     def committed(self, publishes: int) -> None:
         self._sizes.append(publishes)
