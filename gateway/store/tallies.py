@@ -84,6 +84,7 @@ class Tallies:
         if self._seq_assigned:
             txn.put(keys.LAST_SEQ, keys.SEQ.pack(self._last_seq), db=self._db["meta"])
         for topic, by in self._event_counts.items():
-            count_events(txn, self._db, topic, by)
+            if by:  # a publish and a purge of it in one commit: nothing to write
+                count_events(txn, self._db, topic, by)
         for (subscription, kind), by in self._counters.items():
             add_to_counter(txn, self._db["meta"], subscription, kind, by)
