@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import harness as h
-from run import gateway_source
+from rig import gateway_source
 
 PUBLISHED = 'cegateway_events_published_total{topic="bench"}'
 
