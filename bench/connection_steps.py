@@ -1,4 +1,4 @@
-"""Group commit as wrk's connections step up and down (bench/RESULTS.md, session 8).
+"""Group commit as wrk's connections step up and down (bench/notes/, session 8).
 
 One gateway (`ce-gateway serve`, full fsync) takes single-event publishes from wrk in phases of
 a fixed connection count, one after the other without a restart: by default 4, 64, 128, then
