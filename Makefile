@@ -29,7 +29,7 @@ format: install
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
 
-# Issue 9's harness (bench/run.py; figures in bench/RESULTS.md). wrk and nats-server from Debian.
+# Issue 9's harness (bench/run.py; see bench/README.md). wrk and nats-server from Debian.
 # One scenario: make bench BENCH_ARGS='--scenario push'; another engine: BENCH_ARGS='--engine uvicorn'.
 .PHONY: bench
 bench: install

@@ -1,4 +1,4 @@
-"""Group commit as wrk's connections step up and down (bench/RESULTS.md, session 8).
+"""Group commit as wrk's connections step up and down (bench/notes/, session 8).
 
 One gateway (`ce-gateway serve`, full fsync) takes single-event publishes from wrk in phases of
 a fixed connection count, one after the other without a restart: by default 4, 64, 128, then
@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import harness as h
-from run import gateway_source
+from rig import gateway_source
 
 PUBLISHED = 'cegateway_events_published_total{topic="bench"}'
 

@@ -1,4 +1,4 @@
-"""Where a push's time goes, measured inside one gateway process (bench/RESULTS.md, session 4).
+"""Where a push's time goes, measured inside one gateway process (bench/notes/, session 4).
 
 The gateway runs in this process (its real app under Hypercorn, real LMDB in a temp dir, one
 subscription with 64 slots). N events are stored first while pushes are held back, then

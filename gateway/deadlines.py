@@ -2,7 +2,7 @@
 
 `asyncio.timeout` around each push schedules and cancels a timer handle and builds a context
 object per push; measured in the gateway that was 10-20 us of the 130-150 us a push costs the
-event loop (bench/RESULTS.md, session 5). Here a push costs a dict insert and a pop: the
+event loop (bench/notes/, session 5). Here a push costs a dict insert and a pop: the
 pushes in flight are kept with their deadlines, and one timer, set for the earliest of them,
 cancels those that have overrun and sets itself for the next.
 

@@ -49,7 +49,7 @@ def tune_gc() -> None:
     generations, and the full collections they trigger traverse every object in the process.
     Collecting less often lets them die young; freezing what was built at start-up (modules,
     app, settings) keeps it out of every later collection. Measured: event-loop CPU per push
-    -15 % (bench/RESULTS.md, session 5). Both are per process, so the app and tests do not
+    -15 % (bench/notes/, session 5). Both are per process, so the app and tests do not
     call this."""
     gc.collect()
     gc.freeze()

@@ -4,7 +4,7 @@ Acks are most of what pushing writes, and each one holds its push's slot until i
 committed (RELIABILITY R2). py-lmdb releases the GIL around every call, so in the gateway's
 process each LMDB call of the writer thread hands the GIL to the busy event loop and waits to
 get it back: an ack's commit waited on the event loop, and the event loop on the writer. A
-child process has a GIL of its own (bench/RESULTS.md, "Session 7").
+child process has a GIL of its own (bench/notes/, session 7).
 
 Only plain acks go there (`gateway.store.acks`): what they write is fixed and needs none of the
 gateway's state. Retries, dead letters, publishes and admin changes stay with the group

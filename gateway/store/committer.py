@@ -72,7 +72,7 @@ class Committer:
         translate: Callable[[BaseException], BaseException],
         max_batch: int = 2048,
         # 8 ms was tried: no better for single publishes once the writer waits for the rest
-        # of a wave, and slower for batches (bench/RESULTS.md, "Session 3").
+        # of a wave, and slower for batches (bench/notes/, session 3).
         linger: float = 0.004,
         arrival_gap: float = ARRIVAL_GAP,
         observe: Callable[[int, float], None] = lambda operations, seconds: None,

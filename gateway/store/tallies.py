@@ -3,7 +3,7 @@ retention, and the counters they add to (events per topic, deliveries per subscr
 
 Every publish reads the last seq and its topic's retention and adds to two or more counters.
 Done per operation, that is five or more LMDB calls per publish, and each call hands the GIL
-to the event loop and waits to get it back (bench/RESULTS.md, "Session 8"). Tallied here for
+to the event loop and waits to get it back (bench/notes/, session 8). Tallied here for
 the length of one transaction, each is read once and written once, just before the commit.
 
 Only the writer thread uses the store's `Tallies`, between the begin and the commit of its
