@@ -225,7 +225,8 @@ async def test_topics_apply_list_get_delete(gw: RunningGateway, tmp_path: Path) 
     got = ok(await cli("topics", "get", "beta", "--output", "json", url=gw.url)).json()
     assert got == {"name": "beta", "retention": "24h"}
 
-    assert ok(await cli("topics", "delete", "beta", url=gw.url)).stdout == "topic/beta deleted\n"
+    deleted = ok(await cli("topics", "delete", "beta", "--yes", url=gw.url))
+    assert deleted.stdout == "topic/beta deleted\n"
     assert (await gw.client.get("/v1/topics/beta")).status_code == 404
 
 
@@ -234,7 +235,7 @@ async def test_problems_are_one_line_with_detail_and_field(
 ) -> None:
     missing = (await gw.client.get("/v1/topics/nope")).json()["detail"]
     assert failed(await cli("topics", "get", "nope", url=gw.url)) == f"ce-gateway: {missing}"
-    assert "always exists" in failed(await cli("topics", "delete", "default", url=gw.url))
+    assert "always exists" in failed(await cli("topics", "delete", "default", "--yes", url=gw.url))
     bad = write(tmp_path / "bad.yaml", [{"name": "ok"}, {"name": "bad", "retention": "forever"}])
     run = await cli("topics", "apply", "-f", bad, url=gw.url)
     assert run.code == 1
@@ -318,7 +319,8 @@ async def test_subscriptions_apply_list_get_delete(
 
     wrong = write(tmp_path / "wrong.yaml", subscription("x", sub.url, topic="nope"))
     line = failed(await cli("subscriptions", "apply", "-f", wrong, url=gw.url))
-    assert line.startswith("ce-gateway: subscription 'x': ") and line.endswith("(topic)"), line
+    assert line.startswith("ce-gateway: subscription 'x' (subscriptions[0]): "), line
+    assert line.endswith("(topic)"), line
 
 
 # -- dead letters -----------------------------------------------------------------------------
@@ -338,7 +340,7 @@ async def test_deadletters_list_show_redrive_purge(gw: RunningGateway, sub: Subs
             url=gw.url,
         )
     )
-    assert json.loads(published.stdout) == {"accepted": 1, "duplicates": 0}
+    assert json.loads(published.stdout) == {"accepted": 1, "duplicates": 0, "id": "e1"}
     for event_id in ("e2", "e3"):
         assert (await gw.publish("orders", event_id)).status_code == 202
 
@@ -425,7 +427,7 @@ async def test_deadletters_list_show_redrive_purge(gw: RunningGateway, sub: Subs
 
     purged = ok(await cli("deadletters", "purge", "orders-dead", "--id", "e2", url=gw.url))
     assert purged.stdout == "purged 1\n"
-    run = await cli("deadletters", "purge", "orders-dead", "--all", url=gw.url)
+    run = await cli("deadletters", "purge", "orders-dead", "--all", "--yes", url=gw.url)
     assert (run.code, run.stdout) == (0, "purged 2\n")
     assert run.stderr == "purged 2 of 2 matching events in orders-dead\n"
     assert await dead_letters() == []
@@ -446,10 +448,11 @@ async def test_publish_binary_mode(gw: RunningGateway, sub: Subscriber) -> None:
         cli(*args, "--id", "p1", "--data", '{"hello": "world"}', url=gw.url),
         cli(*args, url=gw.url),
     )
-    assert ok(first).json() == {"accepted": 1, "duplicates": 0}
-    assert ok(plain).json() == {"accepted": 1, "duplicates": 0}
+    assert ok(first).json() == {"accepted": 1, "duplicates": 0, "id": "p1"}
+    printed = ok(plain).json()
+    assert printed == {"accepted": 1, "duplicates": 0, "id": printed["id"]}
     again = ok(await cli(*args, "--id", "p1", "--data", "{}", url=gw.url))
-    assert again.json() == {"accepted": 0, "duplicates": 1}
+    assert again.json() == {"accepted": 0, "duplicates": 1, "id": "p1"}
 
     async def two_pushed() -> bool:
         return len(sub.received) == 2
@@ -463,6 +466,7 @@ async def test_publish_binary_mode(gw: RunningGateway, sub: Subscriber) -> None:
     assert json.loads(pushed.body) == {"hello": "world"}
     (generated,) = by_id
     assert str(uuid.UUID(generated)) == generated
+    assert generated == printed["id"], "publish prints the id it generated"
 
     detail = (await gw.publish("nope", "x")).json()["detail"]
     line = failed(await cli("publish", "nope", "--type", "t", "--source", "s", url=gw.url))
