@@ -316,3 +316,34 @@ def test_serve_stops_cleanly_on_sigterm_and_data_dir_is_reusable(tmp_path: Path)
     with serving(data_dir, tmp_path / "two.log") as (_, url):
         with httpx.Client(base_url=url, timeout=5) as client:
             assert client.get("/v1/topics/kept").json() == {"name": "kept", "retention": "48h"}
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        (None, "auth.adminTokenFile: cannot read"),
+        ("short", "auth.adminTokenFile: the token in"),
+    ],
+)
+def test_validate_config_refuses_what_serve_refuses(
+    tmp_path: Path, token: str | None, expected: str
+) -> None:
+    """A missing or short token file: validate-config and serve give the same one line."""
+    token_file = tmp_path / "admin-token"
+    if token is not None:
+        token_file.write_text(token)
+    data_dir = tmp_path / "never-created"
+    config = {
+        "server": {"dataDir": str(data_dir), "port": free_port()},
+        "auth": {"adminTokenFile": str(token_file)},
+    }
+    path = write_config(tmp_path / "gateway.yaml", config)
+    validated = ce_gateway("validate-config", str(path))
+    assert validated.returncode == 2, validated.stdout
+    assert validated.stderr.startswith("ce-gateway: configuration error: " + expected)
+    served = ce_gateway("serve", "--config", str(path))
+    assert served.returncode == 2, served.stderr
+    assert served.stderr.splitlines()[-1] == validated.stderr.strip()
+    assert not data_dir.exists()
+    token_file.write_text("a-token-of-sixteen-bytes-or-more")
+    assert ce_gateway("validate-config", str(path)).returncode == 0

@@ -197,7 +197,7 @@ def validate_as_mounted(rendered: Rendered, tmp_path: Path) -> subprocess.Comple
             (mount / key).write_bytes(base64.b64decode(value))
     if rendered.pod_secret_name() not in (None, f"{FULLNAME}-secrets"):
         for key in re.findall(r"/secrets/([-._a-zA-Z0-9]+)", rendered.config_text):
-            (mount / key).write_text("stand-in-token")
+            (mount / key).write_text("stand-in-token-of-32-characters")
     return validate_config(tmp_path, rendered.config_text.replace("/secrets/", f"{mount}/"))
 
 
