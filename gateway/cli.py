@@ -10,7 +10,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from gateway import logs
+from gateway import demo_receiver, logs
 from gateway.cli_admin import CliError, add_admin_commands, add_global_options
 from gateway.settings import ConfigError, Settings, load_config
 
@@ -55,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("file", type=Path)
     validate.set_defaults(run=_validate)
     add_admin_commands(commands)
+    demo = commands.add_parser(
+        "demo-receiver",
+        help="a local subscriber that prints what it receives (to try the gateway with)",
+        description="a local subscriber that prints each push it receives and answers 200, or "
+        "--fail-status for events of --fail-type",
+    )
+    demo_receiver.add_arguments(demo)
+    demo.set_defaults(run=demo_receiver.run)
     return parser
 
 

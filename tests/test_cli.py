@@ -122,7 +122,7 @@ def test_no_command_is_a_usage_error() -> None:
 def test_validate_example_config_is_ok() -> None:
     result = ce_gateway("validate-config", str(EXAMPLE))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"{EXAMPLE}: ok (2 topics, 0 subscriptions)"
+    assert result.stdout.strip() == f"{EXAMPLE}: ok (2 topics, 1 subscriptions)"
     assert result.stderr == ""
 
 

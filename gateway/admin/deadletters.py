@@ -128,4 +128,3 @@ class DeadLettersApi:
 def _with_not_found(answer: dict[str, Any], not_found: list[str]) -> dict[str, Any]:
     """`notFound` is there only when some requested id matched no dead letter."""
     return {**answer, "notFound": not_found} if not_found else answer
-
