@@ -94,9 +94,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     handler = make_handler(args.fail_type, args.fail_status)
     with ThreadingHTTPServer((args.host, args.port), handler) as server:
-        host, port = server.server_address[:2]
         failing = f"; answering {args.fail_status} to {args.fail_type}" if args.fail_type else ""
-        print(f"demo receiver listening on http://{host}:{port}/{failing}", flush=True)
+        where = f"http://{args.host}:{server.server_port}/"
+        print(f"demo receiver listening on {where}{failing}", flush=True)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
