@@ -311,6 +311,7 @@ def _topics_apply(client: AdminClient, args: argparse.Namespace) -> int:
 
 
 def _topics_delete(client: AdminClient, args: argparse.Namespace) -> int:
+    client.call("GET", _path("/v1/topics/{}", args.name))  # a missing topic: say so, ask nothing
     _confirm(args, f"delete topic {args.name!r} and every event it holds")
     client.call("DELETE", _path("/v1/topics/{}", args.name))
     print(f"topic/{args.name} deleted")

@@ -706,6 +706,9 @@ async def test_destructive_commands_ask_first(gw: RunningGateway, sub: Subscribe
     yes = await cli_on_terminal("topics", "delete", "scratch", "--url", gw.url, answer="yes")
     assert (yes.code, yes.stdout) == (0, "topic/scratch deleted\n"), yes
     assert (await gw.client.get("/v1/topics/scratch")).status_code == 404
+    # A topic that does not exist is said so at once, without a question.
+    gone = await cli_on_terminal("topics", "delete", "scratch", "--url", gw.url, answer="y")
+    assert gone.code == 1 and "[y/N]" not in gone.stderr and "scratch" in gone.stderr, gone
 
 
 async def test_subscriptions_apply_checks_every_item_before_applying_any(
