@@ -113,8 +113,8 @@ class ReloadResult(_Shape, frozen=True):
     topics: int
     subscriptions: int
     pruned: int
-    applied: list[str] = []
-    not_applied: list[NotApplied] = []
+    applied: list[str]
+    not_applied: list[NotApplied]
 
 
 class SubscriptionBody(RawSubscription, kw_only=True, frozen=True):

@@ -604,6 +604,10 @@ async def test_reload_names_what_it_did_not_apply(tmp_path: Path) -> None:
         as_json = await cli("reload", "-o", "json", url=gw.url)
         assert as_json.code == 1 and as_json.json()["notApplied"] == answer["notApplied"]
 
+        schemas = (await gw.client.get("/openapi.json")).json()["components"]["schemas"]
+        assert {"applied", "notApplied"} <= set(schemas["ReloadResult"]["required"])
+        assert set(schemas["NotApplied"]["properties"]) == {"key", "reason"}
+
         write(path, {**config, "topics": [*TOPICS, {"name": "added"}]})  # back as it runs
         run = ok(await cli("reload", url=gw.url))
         assert (await gw.client.post("/v1/config:reload")).json()["notApplied"] == []
@@ -633,6 +637,11 @@ async def test_redrive_and_purge_say_what_was_not_found(
     await dead_lettered_e1(gw, sub)
     api = await gw.client.post("/v1/topics/orders-dead/events:purge", json={"ids": ["nope"]})
     assert api.json() == {"purged": 0, "notFound": ["nope"]}
+    document = (await gw.client.get("/openapi.json")).json()
+    for shape in ("RedriveResult", "PurgeResult"):
+        assert "notFound" in document["components"]["schemas"][shape]["properties"]
+    put = document["paths"]["/v1/subscriptions/{name}"]["put"]
+    assert "dryRun" in {parameter["name"] for parameter in put["parameters"]}
     sub.script = lambda request: Answer(200)
 
     run = await cli(
