@@ -77,7 +77,11 @@ def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
         )
         if value is not None
     }
-    return dataclasses.replace(settings, server=dataclasses.replace(settings.server, **changes))
+    return dataclasses.replace(
+        settings,
+        server=dataclasses.replace(settings.server, **changes),
+        overridden=frozenset(changes),
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:

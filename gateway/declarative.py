@@ -131,11 +131,14 @@ async def reload_config(
 
 def restart_only_changes(running: Settings, loaded: Settings) -> Iterator[NotApplied]:
     """Each key of `server:`, `egress:` and `auth:` whose value differs between the running
-    settings and the file just read (these need a restart)."""
+    settings and the file just read (these need a restart). Server settings given on the
+    command line (`serve --port`) are left out: the file's value is not used for them, now or
+    after a restart."""
     for section, reason in RESTART_ONLY.items():
         old, new = _fields(getattr(running, section)), _fields(getattr(loaded, section))
+        skipped = running.overridden if section == "server" else frozenset()
         for name in old:
-            if old[name] != new[name]:
+            if old[name] != new[name] and name not in skipped:
                 yield NotApplied(f"{section}.{_camel(name)}", reason)
 
 

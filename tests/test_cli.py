@@ -52,8 +52,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(data_dir: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A real `ce-gateway serve` on a free loopback port, ready; SIGTERM'd at the end."""
+def serving(
+    data_dir: Path, log: Path, *extra: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A real `ce-gateway serve [EXTRA]` on a free loopback port, ready; SIGTERM'd at the
+    end."""
     port = free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -66,6 +69,7 @@ def serving(data_dir: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes]
                 "127.0.0.1",
                 "--port",
                 str(port),
+                *extra,
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -347,3 +351,24 @@ def test_validate_config_refuses_what_serve_refuses(
     assert not data_dir.exists()
     token_file.write_text("a-token-of-sixteen-bytes-or-more")
     assert ce_gateway("validate-config", str(path)).returncode == 0
+
+
+def test_reload_leaves_out_what_the_command_line_set(tmp_path: Path) -> None:
+    """`serve --data-dir --port` override the file: a reload of the unchanged file applies
+    everything (exit 0), and only a key the command line does not set is named as needing a
+    restart."""
+    config: dict[str, Any] = {
+        "server": {"dataDir": "./elsewhere", "port": 8080},
+        "topics": [{"name": "orders"}],
+    }
+    path = write_config(tmp_path / "gateway.yaml", config)
+    with serving(tmp_path / "data", tmp_path / "serve.log", "--config", str(path)) as (_, url):
+        unchanged = ce_gateway("reload", "--url", url)
+        assert unchanged.returncode == 0, unchanged.stderr
+        assert unchanged.stdout == "reloaded: 1 topics, 0 subscriptions, 0 pruned\n"
+        config["server"] = {"dataDir": "./moved", "port": 9090, "maxBodySize": "2MiB"}
+        write_config(path, config)
+        changed = ce_gateway("--url", url, "reload")
+        assert changed.returncode == 1, changed.stderr
+        (line,) = changed.stderr.splitlines()
+        assert line.startswith("ce-gateway: not applied: server.maxBodySize: "), line
