@@ -93,7 +93,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     handler = make_handler(args.fail_type, args.fail_status)
-    with ThreadingHTTPServer((args.host, args.port), handler) as server:
+    try:
+        server = ThreadingHTTPServer((args.host, args.port), handler)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        print(f"demo receiver: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+        return 1
+    with server:
         failing = f"; answering {args.fail_status} to {args.fail_type}" if args.fail_type else ""
         where = f"http://{args.host}:{server.server_port}/"
         print(f"demo receiver listening on {where}{failing}", flush=True)

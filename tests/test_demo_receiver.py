@@ -4,6 +4,7 @@ push in each content mode, and `--fail-type` / `--fail-status`."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,21 @@ def test_is_a_ce_gateway_command() -> None:
         [str(ce_gateway), "demo-receiver", "--help"], capture_output=True, text=True, timeout=30
     )
     assert shown.returncode == 0 and "--fail-type" in shown.stdout
+
+
+def test_a_port_in_use_is_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ce_gateway = Path(sys.executable).with_name("ce-gateway")
+        ran = subprocess.run(
+            [str(ce_gateway), "demo-receiver", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert ran.returncode == 1
+    assert (
+        ran.stderr == f"demo receiver: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )
