@@ -306,7 +306,7 @@ def _topics_get(client: AdminClient, args: argparse.Namespace) -> int:
 
 def _topics_apply(client: AdminClient, args: argparse.Namespace) -> int:
     for topic in _resources(args.filename, "topics"):
-        _put(client, f"topic {topic['name']!r}", _path("/v1/topics/{}", topic["name"]), topic)
+        _put(client, "topic", _path("/v1/topics/{}", topic["name"]), topic)
     return 0
 
 
@@ -365,17 +365,15 @@ def _subs_apply(client: AdminClient, args: argparse.Namespace) -> int:
     specs = _resources(args.filename, "subscriptions")
     for index, spec in enumerate(specs):
         spec.pop("status", None)  # so `get -o json` output can be applied back
-        path = _path("/v1/subscriptions/{}", spec["name"])
         where = f"subscription {spec['name']!r} (subscriptions[{index}]): nothing was applied"
-        _put(client, where, path, spec, dry_run=True)
+        _put(client, "subscription", _subscription_path(spec), spec, where, dry_run=True)
     for spec in specs:
-        _put(
-            client,
-            f"subscription {spec['name']!r}",
-            _path("/v1/subscriptions/{}", spec["name"]),
-            spec,
-        )
+        _put(client, "subscription", _subscription_path(spec), spec)
     return 0
+
+
+def _subscription_path(spec: dict[str, Any]) -> str:
+    return _path("/v1/subscriptions/{}", spec["name"])
 
 
 def _subs_delete(client: AdminClient, args: argparse.Namespace) -> int:
@@ -389,10 +387,15 @@ def _subs_delete(client: AdminClient, args: argparse.Namespace) -> int:
 
 
 def _put(
-    client: AdminClient, kind: str, path: str, document: dict[str, Any], dry_run: bool = False
+    client: AdminClient,
+    kind: str,
+    path: str,
+    document: dict[str, Any],
+    where: str | None = None,
+    dry_run: bool = False,
 ) -> None:
-    """PUT one resource and print what happened; errors are prefixed with `kind`, e.g.
-    "topic 'orders'". A dry run only checks (and prints nothing)."""
+    """PUT one resource and print `kind/name created|updated`; an error is prefixed with
+    `where` (default: `kind 'name'`). A dry run only checks, and prints nothing."""
     body = json.dumps(document, default=str).encode()
     try:
         response = client.call(
@@ -403,11 +406,11 @@ def _put(
             params={"dryRun": "true"} if dry_run else {},
         )
     except CliError as error:
-        raise CliError(f"{kind}: {error}") from None
+        prefix = where or f"{kind} {document['name']!r}"
+        raise CliError(f"{prefix}: {error}") from None
     if not dry_run:
-        resource = kind.split(" ", 1)[0]
         done = "created" if response.status_code == 201 else "updated"
-        print(f"{resource}/{document['name']} {done}")
+        print(f"{kind}/{document['name']} {done}")
 
 
 def _resources(filename: str, key: str) -> list[dict[str, Any]]:
