@@ -83,18 +83,38 @@ class DeadLetterSelection(_Shape, frozen=True):
 
 
 class RedriveResult(_Shape, frozen=True):
+    """`notFound` (only when there are some): the requested ids that no dead letter of
+    the selection has."""
+
     redriven: int
     skipped: int
+    not_found: list[str] = []
 
 
 class PurgeResult(_Shape, frozen=True):
+    """`notFound` (only when there are some): the requested ids that no dead letter of
+    the selection has."""
+
     purged: int
+    not_found: list[str] = []
+
+
+class NotApplied(_Shape, frozen=True):
+    """A key of the file whose change a reload could not apply, and why."""
+
+    key: str
+    reason: str
 
 
 class ReloadResult(_Shape, frozen=True):
+    """What a reload did: counts, what it applied (`topic/NAME`, `subscription/NAME`) and what
+    it did not apply (changes to `server:`, `egress:` and `auth:` need a restart)."""
+
     topics: int
     subscriptions: int
     pruned: int
+    applied: list[str]
+    not_applied: list[NotApplied]
 
 
 class SubscriptionBody(RawSubscription, kw_only=True, frozen=True):

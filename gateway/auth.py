@@ -30,7 +30,7 @@ from gateway.problems import (
     Unauthorized,
     problem_response,
 )
-from gateway.settings import ConfigError, RawAuth
+from gateway.settings import ConfigError, RawAuth, Settings
 
 MAX_HEADER_BYTES = 16 * 1024  # as Hypercorn's h11_max_incomplete_size
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
@@ -45,6 +45,17 @@ class Tokens:
     @property
     def enabled(self) -> bool:
         return self.publisher is not None or self.admin is not None
+
+
+def check_startup(settings: Settings) -> Tokens:
+    """Everything `serve` refuses in a configuration before it starts, offline; what
+    `validate-config` runs too, so the two cannot disagree: the subscriptions (topics,
+    destinations, egress, signing secrets, dead-letter cycles) and the token files (readable,
+    at least 16 bytes)."""
+    from gateway.subscriptions import validate_settings
+
+    validate_settings(settings)
+    return load_tokens(settings.auth)
 
 
 def load_tokens(auth: RawAuth) -> Tokens:

@@ -10,8 +10,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from gateway import logs
-from gateway.cli_admin import CliError, add_admin_commands
+from gateway import demo_receiver, logs
+from gateway.cli_admin import CliError, add_admin_commands, add_global_options
 from gateway.settings import ConfigError, Settings, load_config
 
 
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ce-gateway", description="CloudEvents push gateway")
+    add_global_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--config", type=Path, help="YAML configuration file")
@@ -54,6 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("file", type=Path)
     validate.set_defaults(run=_validate)
     add_admin_commands(commands)
+    demo = commands.add_parser(
+        "demo-receiver",
+        help="a local subscriber that prints what it receives (to try the gateway with)",
+        description="a local subscriber that prints each push it receives and answers 200, or "
+        "--fail-status for events of --fail-type",
+    )
+    demo_receiver.add_arguments(demo)
+    demo.set_defaults(run=demo_receiver.run)
     return parser
 
 
@@ -68,19 +77,23 @@ def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
         )
         if value is not None
     }
-    return dataclasses.replace(settings, server=dataclasses.replace(settings.server, **changes))
+    return dataclasses.replace(
+        settings,
+        server=dataclasses.replace(settings.server, **changes),
+        overridden=frozenset(changes),
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app, open_lmdb
+    from gateway.auth import check_startup
     from gateway.server import run_server, tune_gc
     from gateway.store.lmdb import DataDirInUse
-    from gateway.subscriptions import validate_settings
 
     logs.configure(args.log_format)
     settings = _with_overrides(load_config(args.config), args)
-    validate_settings(settings)  # refuse a bad file before anything starts
+    check_startup(settings)  # refuse a bad file before anything starts, as validate-config does
     try:
         store = open_lmdb(settings)  # before serving, so a second gateway fails with one line
     except DataDirInUse as error:
@@ -93,10 +106,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from gateway.subscriptions import validate_settings
+    from gateway.auth import check_startup
 
     settings = load_config(args.file)
-    validate_settings(settings)
+    check_startup(settings)  # what serve refuses
     print(
         f"{args.file}: ok ({len(settings.topics)} topics, "
         f"{len(settings.subscriptions)} subscriptions)"

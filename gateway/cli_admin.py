@@ -10,7 +10,6 @@ quick.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -110,6 +109,8 @@ Subcommands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 def _admin(command: AdminCommand) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        if args.output is None:
+            args.output = args.default_output
         with AdminClient(args.url, args.token) as client:
             return command(client, args)
 
@@ -143,85 +144,70 @@ def _json_text(text: str) -> str:
     return text
 
 
-@dataclasses.dataclass(frozen=True)
-class _Options:
-    """The parent parsers every admin command shares."""
-
-    connection: argparse.ArgumentParser
-    table_output: argparse.ArgumentParser
-    json_output: argparse.ArgumentParser
-
-
-def _options() -> _Options:
-    connection = argparse.ArgumentParser(add_help=False)
-    group = connection.add_argument_group("gateway connection")
+def add_global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """`--url`, `--token` and `--output`, defined once: on the top-level parser (`top`, with
+    their defaults) and on every admin command (defaults suppressed, so that an option given
+    before the command is not overwritten by the command's default; one given after wins)."""
+    url_default = (os.environ.get("CE_GATEWAY_URL") or DEFAULT_URL) if top else argparse.SUPPRESS
+    token_default = (os.environ.get("CE_GATEWAY_TOKEN") or None) if top else argparse.SUPPRESS
+    group = parser.add_argument_group("global options (before or after the command)")
     group.add_argument(
         "--url",
         type=_base_url,
-        default=os.environ.get("CE_GATEWAY_URL") or DEFAULT_URL,
+        default=url_default,
         help=f"the gateway's base URL (default: $CE_GATEWAY_URL, else {DEFAULT_URL})",
     )
     group.add_argument(
         "--token",
-        default=os.environ.get("CE_GATEWAY_TOKEN") or None,
+        default=token_default,
         help="bearer token sent as Authorization (default: $CE_GATEWAY_TOKEN)",
     )
-    outputs = []
-    for default in ("table", "json"):
-        parent = argparse.ArgumentParser(add_help=False)
-        parent.add_argument(
-            "-o",
-            "--output",
-            choices=("table", "json"),
-            default=default,
-            help=f"table for people, json for programs (default: {default})",
-        )
-        outputs.append(parent)
-    return _Options(connection, outputs[0], outputs[1])
+    group.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json"),
+        default=None if top else argparse.SUPPRESS,
+        help="table for people, json for programs (default: json for show, else table)",
+    )
+
+
+def _global_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    add_global_options(parent, top=False)
+    return parent
 
 
 def _command(
-    group: Subcommands,
-    name: str,
-    summary: str,
-    run: AdminCommand,
-    *parents: argparse.ArgumentParser,
+    group: Subcommands, name: str, summary: str, run: AdminCommand, output: str = "table"
 ) -> argparse.ArgumentParser:
-    parser = group.add_parser(name, help=summary, description=summary, parents=list(parents))
-    parser.set_defaults(run=_admin(run))
+    parser = group.add_parser(name, help=summary, description=summary, parents=[_global_options()])
+    parser.set_defaults(run=_admin(run), default_output=output)
     return parser
 
 
 def _resource(commands: Subcommands, name: str, summary: str) -> Subcommands:
-    parser = commands.add_parser(name, help=summary, description=summary)
+    parser = commands.add_parser(
+        name, help=summary, description=summary, parents=[_global_options()]
+    )
     return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
 
 def add_admin_commands(commands: Subcommands) -> None:
-    options = _options()
-    _add_topic_commands(_resource(commands, "topics", "list and change topics"), options)
+    _add_topic_commands(_resource(commands, "topics", "list and change topics"))
     _add_subscription_commands(
-        _resource(commands, "subscriptions", "list and change subscriptions"), options
+        _resource(commands, "subscriptions", "list and change subscriptions")
     )
     _add_dead_letter_commands(
-        _resource(commands, "deadletters", "browse, redrive and purge dead letters"), options
+        _resource(commands, "deadletters", "browse, redrive and purge dead letters")
     )
-    publish = _command(
-        commands, "publish", "publish one CloudEvent (binary mode)", _publish, options.connection
-    )
+    publish = _command(commands, "publish", "publish one CloudEvent (binary mode)", _publish)
     publish.add_argument("topic", metavar="TOPIC")
     publish.add_argument("--type", required=True, help="the event's type attribute")
     publish.add_argument("--source", required=True, help="the event's source attribute")
     publish.add_argument("--id", help="the event's id (default: a new UUID)")
     publish.add_argument("--subject", help="the event's subject attribute")
     publish.add_argument("--data", type=_json_text, help="the event's data, a JSON document")
-    _command(
-        commands,
-        "reload",
-        "make the gateway re-read its configuration file",
-        _reload,
-        options.connection,
-    )
+    _command(commands, "reload", "make the gateway re-read its configuration file", _reload)
 
 
 def _apply_file(parser: argparse.ArgumentParser, shape: str, key: str) -> None:
@@ -235,63 +221,55 @@ def _apply_file(parser: argparse.ArgumentParser, shape: str, key: str) -> None:
     )
 
 
-def _add_topic_commands(group: Subcommands, options: _Options) -> None:
-    connection, table = options.connection, options.table_output
-    _command(group, "list", "list topics", _topics_list, connection, table)
-    get = _command(group, "get", "show one topic", _topics_get, connection, table)
-    get.add_argument("name", metavar="NAME")
-    apply = _command(
-        group, "apply", "create or replace topics from a file", _topics_apply, connection
+def _confirm_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-y",
+        "--yes",
+        action="store_true",
+        help="do not ask for confirmation (needed without a terminal)",
     )
+
+
+def _add_topic_commands(group: Subcommands) -> None:
+    _command(group, "list", "list topics", _topics_list)
+    get = _command(group, "get", "show one topic", _topics_get)
+    get.add_argument("name", metavar="NAME")
+    apply = _command(group, "apply", "create or replace topics from a file", _topics_apply)
     _apply_file(apply, "one topic {name, retention}", "topics")
-    delete = _command(group, "delete", "delete a topic and its events", _topics_delete, connection)
+    delete = _command(group, "delete", "delete a topic and its events", _topics_delete)
     delete.add_argument("name", metavar="NAME")
+    _confirm_option(delete)
 
 
-def _add_subscription_commands(group: Subcommands, options: _Options) -> None:
-    connection, table = options.connection, options.table_output
-    _command(group, "list", "list subscriptions and their counts", _subs_list, connection, table)
-    get = _command(
-        group, "get", "show one subscription and its delivery counts", _subs_get, connection, table
-    )
+def _add_subscription_commands(group: Subcommands) -> None:
+    _command(group, "list", "list subscriptions and their counts", _subs_list)
+    get = _command(group, "get", "show one subscription and its delivery counts", _subs_get)
     get.add_argument("name", metavar="NAME")
     apply = _command(
-        group, "apply", "create or replace subscriptions from a file", _subs_apply, connection
+        group,
+        "apply",
+        "create or replace subscriptions from a file (every one is checked before any is applied)",
+        _subs_apply,
     )
     _apply_file(apply, "one subscription in the configuration file's shape", "subscriptions")
-    delete = _command(group, "delete", "delete a subscription", _subs_delete, connection)
+    delete = _command(group, "delete", "delete a subscription", _subs_delete)
     delete.add_argument("name", metavar="NAME")
     delete.add_argument("--force", action="store_true", help="also drop pending deliveries")
 
 
-def _add_dead_letter_commands(group: Subcommands, options: _Options) -> None:
-    connection = options.connection
-    listing = _command(
-        group,
-        "list",
-        "list a topic's (dead-letter) events",
-        _dl_list,
-        connection,
-        options.table_output,
-    )
+def _add_dead_letter_commands(group: Subcommands) -> None:
+    listing = _command(group, "list", "list a topic's (dead-letter) events", _dl_list)
     listing.add_argument("topic", metavar="TOPIC")
     _dl_filters(listing)
     listing.add_argument("--limit", type=_positive, help="list at most N events")
-    show = _command(
-        group,
-        "show",
-        "show the dead letters with one event id",
-        _dl_show,
-        connection,
-        options.json_output,
-    )
+    show = _command(group, "show", "show the dead letters with one event id", _dl_show, "json")
     show.add_argument("topic", metavar="TOPIC")
     show.add_argument("id", metavar="ID")
     for name, summary, run in (
         ("redrive", "send dead letters back to their subscriptions", _dl_redrive),
         ("purge", "delete dead letters", _dl_purge),
     ):
-        bulk = _command(group, name, summary, run, connection)
+        bulk = _command(group, name, summary, run)
         bulk.add_argument("topic", metavar="TOPIC")
         chosen = bulk.add_mutually_exclusive_group(required=True)
         chosen.add_argument(
@@ -303,6 +281,8 @@ def _add_dead_letter_commands(group: Subcommands, options: _Options) -> None:
         )
         chosen.add_argument("--all", action="store_true", help="every (matching) dead letter")
         _dl_filters(bulk)
+        if name == "purge":
+            _confirm_option(bulk)
 
 
 def _dl_filters(parser: argparse.ArgumentParser) -> None:
@@ -331,9 +311,24 @@ def _topics_apply(client: AdminClient, args: argparse.Namespace) -> int:
 
 
 def _topics_delete(client: AdminClient, args: argparse.Namespace) -> int:
+    client.call("GET", _path("/v1/topics/{}", args.name))  # a missing topic: say so, ask nothing
+    _confirm(args, f"delete topic {args.name!r} and every event it holds")
     client.call("DELETE", _path("/v1/topics/{}", args.name))
     print(f"topic/{args.name} deleted")
     return 0
+
+
+def _confirm(args: argparse.Namespace, action: str) -> None:
+    """Ask on the terminal before a destructive command; without a terminal, refuse unless
+    --yes was given."""
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise CliError(f"refusing to {action} without confirmation: pass --yes")
+    sys.stderr.write(f"{action[0].upper()}{action[1:]}? [y/N] ")
+    sys.stderr.flush()
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise CliError("not confirmed; nothing was changed")
 
 
 # -- subscriptions ----------------------------------------------------------------------------
@@ -365,10 +360,20 @@ def _subs_get(client: AdminClient, args: argparse.Namespace) -> int:
 
 
 def _subs_apply(client: AdminClient, args: argparse.Namespace) -> int:
-    for spec in _resources(args.filename, "subscriptions"):
+    """Every subscription is checked by the gateway (a dry run) before any is applied, so a
+    bad one in a list applies none of them."""
+    specs = _resources(args.filename, "subscriptions")
+    for index, spec in enumerate(specs):
         spec.pop("status", None)  # so `get -o json` output can be applied back
-        _put(client, "subscription", _path("/v1/subscriptions/{}", spec["name"]), spec)
+        where = f"subscription {spec['name']!r} (subscriptions[{index}]): nothing was applied"
+        _put(client, "subscription", _subscription_path(spec), spec, where, dry_run=True)
+    for spec in specs:
+        _put(client, "subscription", _subscription_path(spec), spec)
     return 0
+
+
+def _subscription_path(spec: dict[str, Any]) -> str:
+    return _path("/v1/subscriptions/{}", spec["name"])
 
 
 def _subs_delete(client: AdminClient, args: argparse.Namespace) -> int:
@@ -381,15 +386,31 @@ def _subs_delete(client: AdminClient, args: argparse.Namespace) -> int:
 # -- apply files ------------------------------------------------------------------------------
 
 
-def _put(client: AdminClient, kind: str, path: str, document: dict[str, Any]) -> None:
+def _put(
+    client: AdminClient,
+    kind: str,
+    path: str,
+    document: dict[str, Any],
+    where: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """PUT one resource and print `kind/name created|updated`; an error is prefixed with
+    `where` (default: `kind 'name'`). A dry run only checks, and prints nothing."""
     body = json.dumps(document, default=str).encode()
     try:
         response = client.call(
-            "PUT", path, content=body, headers={"content-type": "application/json"}
+            "PUT",
+            path,
+            content=body,
+            headers={"content-type": "application/json"},
+            params={"dryRun": "true"} if dry_run else {},
         )
     except CliError as error:
-        raise CliError(f"{kind} {document['name']!r}: {error}") from None
-    print(f"{kind}/{document['name']} {'created' if response.status_code == 201 else 'updated'}")
+        prefix = where or f"{kind} {document['name']!r}"
+        raise CliError(f"{prefix}: {error}") from None
+    if not dry_run:
+        done = "created" if response.status_code == 201 else "updated"
+        print(f"{kind}/{document['name']} {done}")
 
 
 def _resources(filename: str, key: str) -> list[dict[str, Any]]:
@@ -476,13 +497,48 @@ def _dl_show(client: AdminClient, args: argparse.Namespace) -> int:
 def _dl_redrive(client: AdminClient, args: argparse.Namespace) -> int:
     result = _bulk(client, args, "redrive", "redriven")
     print(f"redriven {result['redriven']}, skipped {result['skipped']}")
-    return 0
+    return _report_missing(client, args, result, result["redriven"] + result["skipped"])
 
 
 def _dl_purge(client: AdminClient, args: argparse.Namespace) -> int:
     result = _bulk(client, args, "purge", "purged")
     print(f"purged {result['purged']}")
-    return 0
+    return _report_missing(client, args, result, result["purged"])
+
+
+def _report_missing(
+    client: AdminClient, args: argparse.Namespace, result: dict[str, Any], matched: int
+) -> int:
+    """Exit 1, saying so on stderr, when an asked-for id matched no dead letter, or when
+    nothing matched a --subscription that does not exist."""
+    problems = []
+    not_found = result.get("notFound") or []
+    if not_found:
+        problems.append(
+            f"no dead letter in {args.topic!r} with id {', '.join(map(repr, not_found))}"
+        )
+    if (
+        args.subscription is not None
+        and matched == 0
+        and not _subscription_exists(client, args.subscription)
+    ):
+        problems.append(
+            f"subscription {args.subscription!r} does not exist and no dead letter in "
+            f"{args.topic!r} came from it"
+        )
+    for problem in problems:
+        print(f"ce-gateway: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _subscription_exists(client: AdminClient, name: str) -> bool:
+    try:
+        client.call("GET", _path("/v1/subscriptions/{}", name))
+    except CliError as error:
+        if error.status != 404:
+            raise
+        return False
+    return True
 
 
 def _bulk(client: AdminClient, args: argparse.Namespace, verb: str, done: str) -> Any:
@@ -498,6 +554,8 @@ def _bulk(client: AdminClient, args: argparse.Namespace, verb: str, done: str) -
     for page in _pages(client, args.topic, _dl_query(args)):
         matching += len(page)
         progress.update(f"counting: {matching} matching events in {args.topic}")
+    if verb == "purge" and matching:
+        _confirm(args, f"purge {matching} matching dead letters from {args.topic!r}")
     progress.update(f"{verb}: {matching} matching events in {args.topic}...")
     result = client.json("POST", path, json=body, timeout=BULK_TIMEOUT)
     progress.done(f"{done} {result[done]} of {matching} matching events in {args.topic}")
@@ -520,16 +578,27 @@ def _publish(client: AdminClient, args: argparse.Namespace) -> int:
     if args.data is not None:
         headers["content-type"] = "application/json"
         content = args.data.encode()
-    response = client.call(
+    answer = client.json(
         "POST", _path("/topics/{}/events", args.topic), headers=headers, content=content
     )
-    print(response.text)
+    found = answer if isinstance(answer, dict) else {}
+    print(json.dumps({**found, "id": headers["ce-id"]}, separators=(",", ":")))  # the id used
     return 0
 
 
 def _reload(client: AdminClient, args: argparse.Namespace) -> int:
+    """Exit 1 when the file changed something a reload cannot apply (it needs a restart)."""
     result = client.json("POST", "/v1/config:reload")
     found = result if isinstance(result, dict) else {}
-    counts = (found.get(key, "?") for key in ("topics", "subscriptions", "pruned"))
-    print("reloaded: {} topics, {} subscriptions, {} pruned".format(*counts))
-    return 0
+    not_applied = [change for change in found.get("notApplied") or [] if isinstance(change, dict)]
+    if args.output == "json":
+        print(out.to_json(found))
+    else:
+        counts = (found.get(key, "?") for key in ("topics", "subscriptions", "pruned"))
+        print("reloaded: {} topics, {} subscriptions, {} pruned".format(*counts))
+    for change in not_applied:
+        print(
+            f"ce-gateway: not applied: {change.get('key')}: {change.get('reason')}",
+            file=sys.stderr,
+        )
+    return 1 if not_applied else 0

@@ -10,9 +10,14 @@ ConfigMap update takes effect without a restart; `server:` settings need a resta
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import msgspec
 
 from gateway.settings import DEFAULT_TOPIC, PRETRY_PREFIX, ConfigError, Settings, load_config
 from gateway.subscriptions import SubscriptionRegistry, validate_settings
@@ -21,11 +26,27 @@ from gateway.topics import TopicRegistry
 log = logging.getLogger("gateway.config")
 
 
+# Sections read once at start: a reload cannot apply a change to them (why, per section).
+RESTART_ONLY = {
+    "server": "read once at start (listener, store, limits); takes effect at the next restart",
+    "egress": "the push client's egress policy is built at start; takes effect at the next restart",
+    "auth": "the tokens are read at start; takes effect at the next restart",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NotApplied:
+    key: str  # a key path of the file, e.g. server.port
+    reason: str
+
+
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
     topics: int
     subscriptions: int
     pruned: int
+    applied: tuple[str, ...] = ()  # what the file names, as topic/NAME and subscription/NAME
+    not_applied: tuple[NotApplied, ...] = ()
 
 
 async def apply_config(
@@ -51,7 +72,11 @@ async def _apply(
     for subscription in built:
         await subscriptions.put(subscription)
     pruned = await _prune(settings, topics, subscriptions) if settings.prune else 0
-    return ApplyResult(len(settings.topics), len(built), pruned)
+    applied = (
+        *(f"topic/{topic.name}" for topic in settings.topics),
+        *(f"subscription/{subscription.name}" for subscription in built),
+    )
+    return ApplyResult(len(settings.topics), len(built), pruned, applied)
 
 
 async def _prune(
@@ -90,15 +115,9 @@ async def reload_config(
     if source is None:
         raise ConfigError("the gateway was started without --config; there is no file to reload")
     settings = load_config(source)
-    for section, changed in (
-        ("server", settings.server != running.server),
-        ("egress", settings.egress != running.egress),
-        ("auth", settings.auth != running.auth),
-    ):
-        if changed:  # these are read once at start (the push client, the token check)
-            log.warning(
-                "%s settings changed in %s; they take effect at the next restart", section, source
-            )
+    not_applied = tuple(restart_only_changes(running, settings))
+    for change in not_applied:
+        log.warning("%s changed in %s but is not applied: %s", change.key, source, change.reason)
     result = await apply_config(settings, topics, subscriptions)
     log.info(
         "configuration reloaded from %s: %d topics, %d subscriptions, %d pruned",
@@ -107,4 +126,29 @@ async def reload_config(
         result.subscriptions,
         result.pruned,
     )
-    return result
+    return dataclasses.replace(result, not_applied=not_applied)
+
+
+def restart_only_changes(running: Settings, loaded: Settings) -> Iterator[NotApplied]:
+    """Each key of `server:`, `egress:` and `auth:` whose value differs between the running
+    settings and the file just read (these need a restart). Server settings given on the
+    command line (`serve --port`) are left out: the file's value is not used for them, now or
+    after a restart."""
+    for section, reason in RESTART_ONLY.items():
+        old, new = _fields(getattr(running, section)), _fields(getattr(loaded, section))
+        skipped = running.overridden if section == "server" else frozenset()
+        for name in old:
+            if old[name] != new[name] and name not in skipped:
+                yield NotApplied(f"{section}.{_camel(name)}", reason)
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(value):
+        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
+    assert isinstance(value, msgspec.Struct)
+    return {name: getattr(value, name) for name in value.__struct_fields__}
+
+
+def _camel(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(word.capitalize() for word in rest)

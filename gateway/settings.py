@@ -164,6 +164,8 @@ class Settings:
     prune: bool
     # The file these came from (what a reload reads again); not part of what they say.
     source: Path | None = dataclasses.field(default=None, compare=False)
+    # ServerSettings fields set on the command line (`serve --port`), over the file's values.
+    overridden: frozenset[str] = dataclasses.field(default=frozenset(), compare=False)
 
 
 def duration_at(path: str, text: str) -> float:

@@ -52,8 +52,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(data_dir: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A real `ce-gateway serve` on a free loopback port, ready; SIGTERM'd at the end."""
+def serving(
+    data_dir: Path, log: Path, *extra: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A real `ce-gateway serve [EXTRA]` on a free loopback port, ready; SIGTERM'd at the
+    end."""
     port = free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -66,6 +69,7 @@ def serving(data_dir: Path, log: Path) -> Iterator[tuple[subprocess.Popen[bytes]
                 "127.0.0.1",
                 "--port",
                 str(port),
+                *extra,
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -122,7 +126,7 @@ def test_no_command_is_a_usage_error() -> None:
 def test_validate_example_config_is_ok() -> None:
     result = ce_gateway("validate-config", str(EXAMPLE))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"{EXAMPLE}: ok (2 topics, 0 subscriptions)"
+    assert result.stdout.strip() == f"{EXAMPLE}: ok (2 topics, 1 subscriptions)"
     assert result.stderr == ""
 
 
@@ -316,3 +320,55 @@ def test_serve_stops_cleanly_on_sigterm_and_data_dir_is_reusable(tmp_path: Path)
     with serving(data_dir, tmp_path / "two.log") as (_, url):
         with httpx.Client(base_url=url, timeout=5) as client:
             assert client.get("/v1/topics/kept").json() == {"name": "kept", "retention": "48h"}
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        (None, "auth.adminTokenFile: cannot read"),
+        ("short", "auth.adminTokenFile: the token in"),
+    ],
+)
+def test_validate_config_refuses_what_serve_refuses(
+    tmp_path: Path, token: str | None, expected: str
+) -> None:
+    """A missing or short token file: validate-config and serve give the same one line."""
+    token_file = tmp_path / "admin-token"
+    if token is not None:
+        token_file.write_text(token)
+    data_dir = tmp_path / "never-created"
+    config = {
+        "server": {"dataDir": str(data_dir), "port": free_port()},
+        "auth": {"adminTokenFile": str(token_file)},
+    }
+    path = write_config(tmp_path / "gateway.yaml", config)
+    validated = ce_gateway("validate-config", str(path))
+    assert validated.returncode == 2, validated.stdout
+    assert validated.stderr.startswith("ce-gateway: configuration error: " + expected)
+    served = ce_gateway("serve", "--config", str(path))
+    assert served.returncode == 2, served.stderr
+    assert served.stderr.splitlines()[-1] == validated.stderr.strip()
+    assert not data_dir.exists()
+    token_file.write_text("a-token-of-sixteen-bytes-or-more")
+    assert ce_gateway("validate-config", str(path)).returncode == 0
+
+
+def test_reload_leaves_out_what_the_command_line_set(tmp_path: Path) -> None:
+    """`serve --data-dir --port` override the file: a reload of the unchanged file applies
+    everything (exit 0), and only a key the command line does not set is named as needing a
+    restart."""
+    config: dict[str, Any] = {
+        "server": {"dataDir": "./elsewhere", "port": 8080},
+        "topics": [{"name": "orders"}],
+    }
+    path = write_config(tmp_path / "gateway.yaml", config)
+    with serving(tmp_path / "data", tmp_path / "serve.log", "--config", str(path)) as (_, url):
+        unchanged = ce_gateway("reload", "--url", url)
+        assert unchanged.returncode == 0, unchanged.stderr
+        assert unchanged.stdout == "reloaded: 1 topics, 0 subscriptions, 0 pruned\n"
+        config["server"] = {"dataDir": "./moved", "port": 9090, "maxBodySize": "2MiB"}
+        write_config(path, config)
+        changed = ce_gateway("--url", url, "reload")
+        assert changed.returncode == 1, changed.stderr
+        (line,) = changed.stderr.splitlines()
+        assert line.startswith("ce-gateway: not applied: server.maxBodySize: "), line

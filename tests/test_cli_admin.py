@@ -225,7 +225,8 @@ async def test_topics_apply_list_get_delete(gw: RunningGateway, tmp_path: Path) 
     got = ok(await cli("topics", "get", "beta", "--output", "json", url=gw.url)).json()
     assert got == {"name": "beta", "retention": "24h"}
 
-    assert ok(await cli("topics", "delete", "beta", url=gw.url)).stdout == "topic/beta deleted\n"
+    deleted = ok(await cli("topics", "delete", "beta", "--yes", url=gw.url))
+    assert deleted.stdout == "topic/beta deleted\n"
     assert (await gw.client.get("/v1/topics/beta")).status_code == 404
 
 
@@ -234,7 +235,7 @@ async def test_problems_are_one_line_with_detail_and_field(
 ) -> None:
     missing = (await gw.client.get("/v1/topics/nope")).json()["detail"]
     assert failed(await cli("topics", "get", "nope", url=gw.url)) == f"ce-gateway: {missing}"
-    assert "always exists" in failed(await cli("topics", "delete", "default", url=gw.url))
+    assert "always exists" in failed(await cli("topics", "delete", "default", "--yes", url=gw.url))
     bad = write(tmp_path / "bad.yaml", [{"name": "ok"}, {"name": "bad", "retention": "forever"}])
     run = await cli("topics", "apply", "-f", bad, url=gw.url)
     assert run.code == 1
@@ -318,7 +319,8 @@ async def test_subscriptions_apply_list_get_delete(
 
     wrong = write(tmp_path / "wrong.yaml", subscription("x", sub.url, topic="nope"))
     line = failed(await cli("subscriptions", "apply", "-f", wrong, url=gw.url))
-    assert line.startswith("ce-gateway: subscription 'x': ") and line.endswith("(topic)"), line
+    assert line.startswith("ce-gateway: subscription 'x' (subscriptions[0]): "), line
+    assert line.endswith("(topic)"), line
 
 
 # -- dead letters -----------------------------------------------------------------------------
@@ -338,7 +340,7 @@ async def test_deadletters_list_show_redrive_purge(gw: RunningGateway, sub: Subs
             url=gw.url,
         )
     )
-    assert json.loads(published.stdout) == {"accepted": 1, "duplicates": 0}
+    assert json.loads(published.stdout) == {"accepted": 1, "duplicates": 0, "id": "e1"}
     for event_id in ("e2", "e3"):
         assert (await gw.publish("orders", event_id)).status_code == 202
 
@@ -425,7 +427,7 @@ async def test_deadletters_list_show_redrive_purge(gw: RunningGateway, sub: Subs
 
     purged = ok(await cli("deadletters", "purge", "orders-dead", "--id", "e2", url=gw.url))
     assert purged.stdout == "purged 1\n"
-    run = await cli("deadletters", "purge", "orders-dead", "--all", url=gw.url)
+    run = await cli("deadletters", "purge", "orders-dead", "--all", "--yes", url=gw.url)
     assert (run.code, run.stdout) == (0, "purged 2\n")
     assert run.stderr == "purged 2 of 2 matching events in orders-dead\n"
     assert await dead_letters() == []
@@ -446,10 +448,11 @@ async def test_publish_binary_mode(gw: RunningGateway, sub: Subscriber) -> None:
         cli(*args, "--id", "p1", "--data", '{"hello": "world"}', url=gw.url),
         cli(*args, url=gw.url),
     )
-    assert ok(first).json() == {"accepted": 1, "duplicates": 0}
-    assert ok(plain).json() == {"accepted": 1, "duplicates": 0}
+    assert ok(first).json() == {"accepted": 1, "duplicates": 0, "id": "p1"}
+    printed = ok(plain).json()
+    assert printed == {"accepted": 1, "duplicates": 0, "id": printed["id"]}
     again = ok(await cli(*args, "--id", "p1", "--data", "{}", url=gw.url))
-    assert again.json() == {"accepted": 0, "duplicates": 1}
+    assert again.json() == {"accepted": 0, "duplicates": 1, "id": "p1"}
 
     async def two_pushed() -> bool:
         return len(sub.received) == 2
@@ -463,6 +466,7 @@ async def test_publish_binary_mode(gw: RunningGateway, sub: Subscriber) -> None:
     assert json.loads(pushed.body) == {"hello": "world"}
     (generated,) = by_id
     assert str(uuid.UUID(generated)) == generated
+    assert generated == printed["id"], "publish prints the id it generated"
 
     detail = (await gw.publish("nope", "x")).json()["detail"]
     line = failed(await cli("publish", "nope", "--type", "t", "--source", "s", url=gw.url))
@@ -527,3 +531,215 @@ async def test_reload_applies_the_changed_file(tmp_path: Path) -> None:
 async def test_reload_without_a_config_file_is_a_problem(gw: RunningGateway) -> None:
     line = failed(await cli("reload", url=gw.url))
     assert "without --config" in line, line
+
+
+# -- global options -----------------------------------------------------------------------------
+
+
+async def test_global_options_before_or_after_the_command(gw: RunningGateway) -> None:
+    before, between, after, json_first = await asyncio.gather(
+        cli("--url", gw.url, "topics", "list"),
+        cli("topics", "--url", gw.url, "list"),
+        cli("topics", "list", "--url", gw.url),
+        cli("--output", "json", "--url", gw.url, "topics", "list"),
+    )
+    assert ["orders", "24h"] in ok(before).rows
+    assert ok(between).stdout == before.stdout == ok(after).stdout
+    assert ok(json_first).json() == (await gw.client.get("/v1/topics")).json()
+    # Given twice, the one after the command wins; -o before a command that shows JSON by
+    # default still chooses.
+    unreachable = f"http://127.0.0.1:{closed_port()}"
+    twice = await cli("--url", unreachable, "topics", "list", "--url", gw.url)
+    assert ok(twice).stdout == before.stdout
+    assert unreachable in failed(await cli("--url", gw.url, "topics", "list", "--url", unreachable))
+    shown = await cli("-o", "table", "--url", gw.url, "topics", "get", "orders")
+    assert ok(shown).rows == [["NAME", "RETENTION"], ["orders", "24h"]]
+
+
+async def test_global_token_before_the_command_is_sent(sub: Subscriber) -> None:
+    sub.script = lambda request: Answer(
+        200, {"content-type": "application/json"}, b'{"topics": []}'
+    )
+    ok(await cli("--token", "before", "--url", sub.url, "topics", "list"))
+    ok(await cli("topics", "list", "--url", sub.url, "--token", "after"))
+    sent = [request.headers.get("authorization") for request in sub.received]
+    assert sent == ["Bearer before", "Bearer after"]
+
+
+# -- reload: what it did not apply ----------------------------------------------------------------
+
+
+async def test_reload_names_what_it_did_not_apply(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.yaml"
+    token = tmp_path / "admin-token"
+    token.write_text("an-admin-token-of-some-length")
+    config: dict[str, Any] = {"server": {"dataDir": str(tmp_path / "data")}, "topics": TOPICS}
+    write(path, config)
+    async with run_gateway(load_config(path)) as gw:
+        changed = {
+            "server": {"dataDir": str(tmp_path / "data"), "port": 9999},
+            "egress": {"allowedNetworks": ["10.0.0.0/8"]},
+            "auth": {"adminTokenFile": str(token)},
+            "topics": [*TOPICS, {"name": "added"}],
+        }
+        write(path, changed)
+        answer = (await gw.client.post("/v1/config:reload")).json()
+        assert answer["topics"] == 3 and answer["pruned"] == 0  # the existing fields stay
+        assert answer["applied"] == ["topic/orders", "topic/orders-dead", "topic/added"]
+        not_applied = {change["key"]: change["reason"] for change in answer["notApplied"]}
+        assert set(not_applied) == {"server.port", "egress.allowedNetworks", "auth.adminTokenFile"}
+        assert all("restart" in reason for reason in not_applied.values())
+        # Really not applied: the admin API is still open, and the topic change did apply.
+        assert (await gw.client.get("/v1/topics/added")).status_code == 200
+
+        run = await cli("reload", url=gw.url)
+        assert run.code == 1, run
+        assert run.stdout == "reloaded: 3 topics, 0 subscriptions, 0 pruned\n"
+        lines = run.stderr.splitlines()
+        assert len(lines) == 3, run.stderr
+        assert lines[0].startswith("ce-gateway: not applied: server.port: "), lines
+        assert any(
+            line.startswith("ce-gateway: not applied: auth.adminTokenFile: ") for line in lines
+        )
+        as_json = await cli("reload", "-o", "json", url=gw.url)
+        assert as_json.code == 1 and as_json.json()["notApplied"] == answer["notApplied"]
+
+        schemas = (await gw.client.get("/openapi.json")).json()["components"]["schemas"]
+        assert {"applied", "notApplied"} <= set(schemas["ReloadResult"]["required"])
+        assert set(schemas["NotApplied"]["properties"]) == {"key", "reason"}
+
+        write(path, {**config, "topics": [*TOPICS, {"name": "added"}]})  # back as it runs
+        run = ok(await cli("reload", url=gw.url))
+        assert (await gw.client.post("/v1/config:reload")).json()["notApplied"] == []
+
+
+# -- not found, confirmation, all-or-nothing apply ----------------------------------------------
+
+
+async def dead_lettered_e1(gw: RunningGateway, sub: Subscriber) -> None:
+    sub.script = lambda request: Answer(422)
+    spec = subscription("billing", sub.url, deadLetterTopic="orders-dead")
+    assert (await gw.client.put("/v1/subscriptions/billing", json=spec)).status_code == 201
+    for event_id in ("e1", "e2"):
+        assert (await gw.publish("orders", event_id)).status_code == 202
+
+    async def dead() -> bool:
+        page = (await gw.client.get("/v1/topics/orders-dead/events")).json()
+        return len(page["events"]) == 2
+
+    await eventually(dead, "two dead letters")
+    await settle(gw)
+
+
+async def test_redrive_and_purge_say_what_was_not_found(
+    gw: RunningGateway, sub: Subscriber
+) -> None:
+    await dead_lettered_e1(gw, sub)
+    api = await gw.client.post("/v1/topics/orders-dead/events:purge", json={"ids": ["nope"]})
+    assert api.json() == {"purged": 0, "notFound": ["nope"]}
+    document = (await gw.client.get("/openapi.json")).json()
+    for shape in ("RedriveResult", "PurgeResult"):
+        assert "notFound" in document["components"]["schemas"][shape]["properties"]
+    put = document["paths"]["/v1/subscriptions/{name}"]["put"]
+    assert "dryRun" in {parameter["name"] for parameter in put["parameters"]}
+    sub.script = lambda request: Answer(200)
+
+    run = await cli(
+        "deadletters", "redrive", "orders-dead", "--id", "e1", "--id", "nope", url=gw.url
+    )
+    assert (run.code, run.stdout) == (1, "redriven 1, skipped 0\n"), run
+    assert run.stderr == "ce-gateway: no dead letter in 'orders-dead' with id 'nope'\n"
+    run = await cli("deadletters", "purge", "orders-dead", "--id", "e1", url=gw.url)  # redriven
+    assert (run.code, run.stdout) == (1, "purged 0\n"), run
+    assert "with id 'e1'" in run.stderr
+
+    for verb in (["redrive"], ["purge", "--yes"]):
+        run = await cli(
+            "deadletters", *verb, "orders-dead", "--all", "--subscription", "ghost", url=gw.url
+        )
+        assert run.code == 1, run
+        assert "subscription 'ghost' does not exist" in run.stderr, run.stderr
+    # A subscription that exists, with nothing to purge, is not an error; e2 is still there.
+    ok_run = await cli("deadletters", "redrive", "orders-dead", "--id", "e2", url=gw.url)
+    assert (ok_run.code, ok_run.stdout) == (0, "redriven 1, skipped 0\n"), ok_run
+
+
+async def cli_on_terminal(*args: str, answer: str) -> Run:
+    """`ce-gateway ARGS` with a terminal as stdin, typing `answer` and Enter."""
+    leader, follower = os.openpty()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            str(CE_GATEWAY),
+            *args,
+            stdin=follower,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        os.write(leader, answer.encode() + b"\n")
+        out, err = await asyncio.wait_for(process.communicate(), TIMEOUT)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert process.returncode is not None
+    return Run(process.returncode, out.decode(), err.decode())
+
+
+async def test_destructive_commands_ask_first(gw: RunningGateway, sub: Subscriber) -> None:
+    await dead_lettered_e1(gw, sub)
+    purge = ("deadletters", "purge", "orders-dead", "--all", "--url", gw.url)
+
+    async def depth() -> int:
+        return len((await gw.client.get("/v1/topics/orders-dead/events")).json()["events"])
+
+    # No terminal (stdin closed or a pipe): refused, naming --yes; nothing purged.
+    line = failed(await cli(*purge))
+    assert "without confirmation: pass --yes" in line and "purge 2 matching dead letters" in line
+    assert await depth() == 2
+    refused = await cli_on_terminal(*purge, answer="n")
+    assert (
+        refused.code == 1
+        and "Purge 2 matching dead letters from 'orders-dead'? [y/N]" in refused.stderr
+    )
+    assert "not confirmed" in refused.stderr
+    assert await depth() == 2
+    confirmed = await cli_on_terminal(*purge, answer="y")
+    assert (confirmed.code, confirmed.stdout) == (0, "purged 2\n"), confirmed
+    assert await depth() == 0
+
+    assert (await gw.client.put("/v1/topics/scratch", json={})).status_code == 201
+    line = failed(await cli("topics", "delete", "scratch", url=gw.url))
+    assert "delete topic 'scratch'" in line and "--yes" in line
+    refused = await cli_on_terminal("topics", "delete", "scratch", "--url", gw.url, answer="")
+    assert refused.code == 1 and "[y/N]" in refused.stderr
+    assert (await gw.client.get("/v1/topics/scratch")).status_code == 200
+    yes = await cli_on_terminal("topics", "delete", "scratch", "--url", gw.url, answer="yes")
+    assert (yes.code, yes.stdout) == (0, "topic/scratch deleted\n"), yes
+    assert (await gw.client.get("/v1/topics/scratch")).status_code == 404
+    # A topic that does not exist is said so at once, without a question.
+    gone = await cli_on_terminal("topics", "delete", "scratch", "--url", gw.url, answer="y")
+    assert gone.code == 1 and "[y/N]" not in gone.stderr and "scratch" in gone.stderr, gone
+
+
+async def test_subscriptions_apply_checks_every_item_before_applying_any(
+    gw: RunningGateway, sub: Subscriber, tmp_path: Path
+) -> None:
+    good = [subscription("a", sub.url), subscription("b", sub.url)]
+    cases = [
+        # the gateway's egress policy refuses it: only the gateway can check this one
+        (subscription("c", "http://10.1.2.3/hook"), "destination.http.url"),
+        (subscription("c", sub.url, ackDeadline="soon"), "ackDeadline"),
+        (subscription("c", sub.url, topic="nope"), "topic"),
+    ]
+    for bad, field in cases:
+        listed = write(tmp_path / "list.yaml", [*good, bad])
+        run = await cli("subscriptions", "apply", "-f", listed, url=gw.url)
+        line = failed(run)
+        assert line.startswith(
+            "ce-gateway: subscription 'c' (subscriptions[2]): nothing was applied"
+        ), line
+        assert line.endswith(f"({field})"), line
+        assert (await gw.client.get("/v1/subscriptions")).json()["subscriptions"] == []
+    run = ok(
+        await cli("subscriptions", "apply", "-f", write(tmp_path / "ok.yaml", good), url=gw.url)
+    )
+    assert run.stdout.splitlines() == ["subscription/a created", "subscription/b created"]

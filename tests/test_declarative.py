@@ -55,7 +55,13 @@ async def test_reload_applies_the_changed_file(tmp_path: Path) -> None:
             subscriptions=[sub],
         )
         response = await gw.client.post("/v1/config:reload")
-        assert response.json() == {"topics": 2, "subscriptions": 1, "pruned": 0}
+        assert response.json() == {
+            "topics": 2,
+            "subscriptions": 1,
+            "pruned": 0,
+            "applied": ["topic/orders", "topic/audit", "subscription/billing"],
+            "notApplied": [],
+        }
         assert (await gw.client.get("/v1/topics/orders")).json()["retention"] == "48h"
         assert names(await gw.client.get("/v1/subscriptions"), "subscriptions") == ["billing"]
 

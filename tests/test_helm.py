@@ -197,7 +197,7 @@ def validate_as_mounted(rendered: Rendered, tmp_path: Path) -> subprocess.Comple
             (mount / key).write_bytes(base64.b64decode(value))
     if rendered.pod_secret_name() not in (None, f"{FULLNAME}-secrets"):
         for key in re.findall(r"/secrets/([-._a-zA-Z0-9]+)", rendered.config_text):
-            (mount / key).write_text("stand-in-token")
+            (mount / key).write_text("stand-in-token-of-32-characters")
     return validate_config(tmp_path, rendered.config_text.replace("/secrets/", f"{mount}/"))
 
 
@@ -228,6 +228,7 @@ def test_helm_lint_is_clean(name: str) -> None:
         ({"networkPolicy": {"egress": {"subscribers": [{"ports": [443]}]}}}, "subscribers/0"),
         ({"persistence": {"size": "10Gi", "accessMode": "ReadWriteMany"}}, "/persistence"),
         ({"replicas": 3}, "replicas"),
+        ({"metrics": {"prometheusRule": {"deadLetteringFor": "soon"}}}, "deadLetteringFor"),
     ],
 )
 def test_values_schema_refuses(values: dict[str, Any], where: str) -> None:
@@ -734,6 +735,16 @@ def test_prometheus_rule_has_the_alerts_the_issue_asks_for() -> None:
     assert (
         f"cegateway_store_map_usage_ratio{{{selector}}}) > 0.8" in exprs["CeGatewayStoreNearlyFull"]
     )
+    assert (
+        f"increase(cegateway_events_dropped_total{{{selector}}}[15m])) > 0"
+        in exprs["CeGatewayEventsDropped"]
+    )
+    assert exprs["CeGatewayAbsent"] == f"absent(up{{{selector}}})"
+    fors = {rule["alert"]: rule.get("for") for rule in alert_rules(scenario("monitoring"))}
+    assert fors["CeGatewayDeadLettering"] == "5m" and fors["CeGatewayAbsent"] == "5m"
+    for rule in alert_rules(scenario("monitoring")):
+        for text in rule["annotations"].values():
+            assert "humanize }}" not in text and "{{ $value }}" not in text, "counts as integers"
     tuned = render(
         {
             "metrics": {
@@ -747,6 +758,15 @@ def test_prometheus_rule_has_the_alerts_the_issue_asks_for() -> None:
     )
     lagging = {r["alert"]: r["expr"] for r in alert_rules(tuned)}["CeGatewayDeliveryLagging"]
     assert 'cegateway_oldest_pending_age_seconds{service="events"}) > 60' in lagging
+    slower = render({"metrics": {"prometheusRule": {"enabled": True, "deadLetteringFor": "20m"}}})
+    assert {r["alert"]: r.get("for") for r in alert_rules(slower)}[
+        "CeGatewayDeadLettering"
+    ] == "20m"
+
+
+def test_no_absent_alert_for_a_gateway_scaled_to_zero() -> None:
+    stopped = render({"replicaCount": 0, **MONITORING})
+    assert "CeGatewayAbsent" not in {rule["alert"] for rule in alert_rules(stopped)}
 
 
 def promtool() -> str:
@@ -762,15 +782,15 @@ def test_prometheus_rules_pass_promtool_check(tmp_path: Path) -> None:
         [promtool(), "check", "rules", str(rules)], capture_output=True, text=True, timeout=60
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 6 rules found" in checked.stdout
+    assert "SUCCESS: 8 rules found" in checked.stdout
 
 
 def test_alerts_fire_on_the_series_they_watch(tmp_path: Path) -> None:
-    """promtool's rule unit tests: each alert fires on this release's series, on time, and
-    not on another release's (annotations are left out: only labels are compared)."""
+    """promtool's rule unit tests over the rules as the chart renders them: each alert fires on
+    this release's series, on time (after its `for:`), not on another release's, and with the
+    annotations it renders (counts as integers: 3.125 dead letters by increase()'s
+    extrapolation read "3", a depth of 1e6 reads "1000000")."""
     spec = scenario("monitoring").one("PrometheusRule")["spec"]
-    for rule in spec["groups"][0]["rules"]:
-        rule.pop("annotations")
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(spec))
     ours = f'job="{FULLNAME}",namespace="{NAMESPACE}"'
     pod = f'{ours},pod="{FULLNAME}-0"'
@@ -778,17 +798,58 @@ def test_alerts_fire_on_the_series_they_watch(tmp_path: Path) -> None:
     billing = f'{pod},subscription="billing",reason="permanent"'
     elsewhere = f'{other},subscription="x",reason="expired"'
     slow = f'{pod},subscription="slow"'
+    at_pod = {"pod": f"{FULLNAME}-0"}
 
     def series(name: str, labels: str, values: str) -> dict[str, str]:
         return {"series": f"{name}{{{labels}}}", "values": values}
 
-    def alert(name: str, at: str, *labels: dict[str, str]) -> dict[str, Any]:
+    def alert(name: str, at: str, *expected: tuple[dict[str, str], dict[str, str]]) -> Any:
         return {
             "eval_time": at,
             "alertname": name,
-            "exp_alerts": [{"exp_labels": {"namespace": NAMESPACE, **extra}} for extra in labels],
+            "exp_alerts": [
+                {"exp_labels": {"namespace": NAMESPACE, **labels}, "exp_annotations": notes}
+                for labels, notes in expected
+            ],
         }
 
+    def notes(summary: str, description: str) -> dict[str, str]:
+        return {"summary": summary, "description": description}
+
+    dead_lettering = notes(
+        "Subscription billing dead-lettered events (permanent)",
+        "3 events of billing went to its dead-letter topic in the last 15 minutes. "
+        "Browse them with `ce-gateway deadletters list TOPIC`.",
+    )
+    dropped = notes(
+        "Subscription nodlt dropped events (exhausted)",
+        "2 events of nodlt were given up in the last 15 minutes and are gone: it has no "
+        "dead-letter topic. Give it a deadLetterTopic to keep them.",
+    )
+    backlog = notes(
+        "Dead-letter topic dead holds 1000000 events",
+        "Redrive or purge them: `ce-gateway deadletters redrive|purge dead`.",
+    )
+    lagging = notes(
+        "Subscription slow has an event pending for 16m 40s",
+        "Its destination keeps failing or is too slow; check cegateway_deliveries_total by "
+        "outcome.",
+    )
+    not_ready = notes(
+        f"ce-gateway {FULLNAME}-0 is not ready",
+        "Publishers get 503 or no answer; see the pod's /readyz reasons and logs.",
+    )
+    absent = notes(
+        f"No ce-gateway is scraped ({FULLNAME} in {NAMESPACE})",
+        "Prometheus has no target for the gateway: the pod is gone or the ServiceMonitor "
+        "selects nothing. Publishers get no answer.",
+    )
+    nearly_full = notes(
+        "ce-gateway store is 90% full",
+        "At server.maxMapSize publishes get 507. Raise maxMapSize (and the volume) or shorten "
+        "retention.",
+    )
+    warning, critical = {"severity": "warning"}, {"severity": "critical"}
     tests = {
         "rule_files": ["rules.yaml"],
         "evaluation_interval": "1m",
@@ -796,46 +857,57 @@ def test_alerts_fire_on_the_series_they_watch(tmp_path: Path) -> None:
             {
                 "interval": "1m",
                 "input_series": [
-                    series("cegateway_deadlettered_total", billing, "0x5 3x30"),
+                    series("cegateway_deadlettered_total", billing, "2x5 5x30"),
                     series("cegateway_deadlettered_total", elsewhere, "0x5 9x30"),
-                    series("cegateway_deadletter_depth", f'{pod},topic="dead"', "150x30"),
+                    series(
+                        "cegateway_events_dropped_total",
+                        f'{pod},subscription="nodlt",reason="exhausted"',
+                        "1x5 3x30",
+                    ),
+                    series("cegateway_events_dropped_total", elsewhere, "0x5 9x30"),
+                    series("cegateway_deadletter_depth", f'{pod},topic="dead"', "1000000x30"),
                     series("cegateway_oldest_pending_age_seconds", slow, "0x5 1000x30"),
-                    series("cegateway_ready", pod, "1x5 0x30"),
-                    series("cegateway_ready", other, "0x35"),
-                    series("up", pod, "1x35"),
+                    series("cegateway_ready", pod, "1x5 0x35"),
+                    series("cegateway_ready", other, "0x40"),
+                    series("up", pod, "1x20"),  # then the target is gone
                     series("cegateway_store_map_usage_ratio", pod, "0.5x5 0.9x30"),
                     series("cegateway_store_full", pod, "0x35"),
                 ],
                 "alert_rule_test": [
                     alert("CeGatewayDeadLettering", "4m"),
+                    alert("CeGatewayDeadLettering", "9m"),  # pending: for 5m
                     alert(
                         "CeGatewayDeadLettering",
-                        "10m",
-                        {"severity": "warning", "subscription": "billing", "reason": "permanent"},
+                        "12m",
+                        (
+                            {**warning, "subscription": "billing", "reason": "permanent"},
+                            dead_lettering,
+                        ),
                     ),
                     alert("CeGatewayDeadLettering", "30m"),  # nothing new for 15m: resolved
+                    alert("CeGatewayEventsDropped", "4m"),
+                    alert(
+                        "CeGatewayEventsDropped",
+                        "7m",
+                        ({**warning, "subscription": "nodlt", "reason": "exhausted"}, dropped),
+                    ),
                     alert("CeGatewayDeadLetterBacklog", "10m"),
                     alert(
-                        "CeGatewayDeadLetterBacklog",
-                        "16m",
-                        {"severity": "warning", "topic": "dead"},
+                        "CeGatewayDeadLetterBacklog", "16m", ({**warning, "topic": "dead"}, backlog)
                     ),
                     alert("CeGatewayDeliveryLagging", "9m"),
                     alert(
                         "CeGatewayDeliveryLagging",
                         "12m",
-                        {"severity": "warning", "subscription": "slow"},
+                        ({**warning, "subscription": "slow"}, lagging),
                     ),
                     alert("CeGatewayNotReady", "9m"),
-                    alert(
-                        "CeGatewayNotReady", "12m", {"severity": "critical", "pod": f"{FULLNAME}-0"}
-                    ),
+                    alert("CeGatewayNotReady", "12m", ({**critical, **at_pod}, not_ready)),
+                    alert("CeGatewayAbsent", "20m"),
+                    alert("CeGatewayAbsent", "28m"),  # gone since about 25m: pending
+                    alert("CeGatewayAbsent", "33m", ({**critical, "job": FULLNAME}, absent)),
                     alert("CeGatewayStoreNearlyFull", "12m"),
-                    alert(
-                        "CeGatewayStoreNearlyFull",
-                        "17m",
-                        {"severity": "warning", "pod": f"{FULLNAME}-0"},
-                    ),
+                    alert("CeGatewayStoreNearlyFull", "17m", ({**warning, **at_pod}, nearly_full)),
                     alert("CeGatewayStoreFull", "20m"),
                 ],
             }

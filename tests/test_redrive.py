@@ -250,6 +250,7 @@ async def test_redrive_by_ids_delivers_again_without_dl_attributes(tmp_path: Pat
         assert await redrive(gw, {"ids": ["e1", "e4"], "subscription": "s-perm"}) == {
             "redriven": 0,
             "skipped": 0,
+            "notFound": ["e1", "e4"],  # and says so
         }
         await settle(gw)
         await asyncio.sleep(0.1)

@@ -42,5 +42,9 @@ class ConfigApi:
                 "topics": result.topics,
                 "subscriptions": result.subscriptions,
                 "pruned": result.pruned,
+                "applied": list(result.applied),
+                "notApplied": [
+                    {"key": change.key, "reason": change.reason} for change in result.not_applied
+                ],
             }
         )

@@ -4,8 +4,11 @@ filters that browsing a topic's events accepts as query parameters.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -88,16 +91,40 @@ class DeadLettersApi:
             return None
         return self._topics.get(subscription.topic).retention
 
+    async def _not_found(self, topic: str, selection: Selection) -> list[str]:
+        """The requested ids that no dead letter of the selection has (none with `all`)."""
+        if selection.ids is None:
+            return []
+        found: set[str] = set()
+        cursor: str | None = None
+        while True:  # a short read per page; other requests run between pages
+            page = self._store.browse(topic, cursor, 1000, selection)
+            found.update(str(orjson.loads(event.payload).get("id")) for event in page.events)
+            cursor = page.next
+            if cursor is None:
+                return sorted(selection.ids - found)
+            await asyncio.sleep(0)
+
     async def redrive(self, request: Request) -> Response:
         topic = request.path_params["name"]
         self._topics.get(topic)
         selection = self._selection(await request.body())
+        not_found = await self._not_found(topic, selection)
         result = await self._store.redrive(topic, selection, self._retention_of, self._now())
         self._wake(result.woken)
-        return json_response({"redriven": result.handled, "skipped": result.skipped})
+        return json_response(
+            _with_not_found({"redriven": result.handled, "skipped": result.skipped}, not_found)
+        )
 
     async def purge(self, request: Request) -> Response:
         topic = request.path_params["name"]
         self._topics.get(topic)
-        result = await self._store.purge(topic, self._selection(await request.body()))
-        return json_response({"purged": result.handled})
+        selection = self._selection(await request.body())
+        not_found = await self._not_found(topic, selection)
+        result = await self._store.purge(topic, selection)
+        return json_response(_with_not_found({"purged": result.handled}, not_found))
+
+
+def _with_not_found(answer: dict[str, Any], not_found: list[str]) -> dict[str, Any]:
+    """`notFound` is there only when some requested id matched no dead letter."""
+    return {**answer, "notFound": not_found} if not_found else answer

@@ -73,6 +73,7 @@ class SubscriptionsApi:
                 request=shapes.SubscriptionBody,
                 responses={200: shapes.Subscription, 201: shapes.Subscription},
                 problems=(400,),
+                query=(Query("dryRun", "true to check the subscription and change nothing"),),
             ),
             Operation(
                 "DELETE",
@@ -125,6 +126,8 @@ class SubscriptionsApi:
         except ConfigError as error:
             raise config_error(error) from None
         await self._check_resolved(subscription)
+        if request.query_params.get("dryRun") == "true":  # checked as a save is; nothing saved
+            return json_response(subscription_json(subscription, None))
         created = await self._subscriptions.put(subscription)
         body = subscription_json(subscription, self.status(subscription.name))
         return json_response(body, status=201 if created else 200)
