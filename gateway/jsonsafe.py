@@ -8,13 +8,19 @@ later (the stdlib `json` module, `copy.deepcopy`, pydantic), so every piece of c
 held to `MAX_DEPTH` levels of arrays and objects, counted from the outermost value (`[]` and `{}`
 are one level; a structured CloudEvent's `data` gets `MAX_DEPTH - 1`, in a batch `MAX_DEPTH - 2`).
 
-The depth check is cheap on the hot path: a value can only be deeper than the limit if the text
-holds more than `MAX_DEPTH` opening brackets, which two `bytes.count` calls find out; only such
-text is walked.
+Integers outside the 64-bit range are refused too: orjson would read them as doubles, so
+`12345678901234567890123` would come back out as `1.2345678901234568e+22` (RFC 8259 section 6
+leaves such numbers to the implementation; silently changing them is not an option).
+
+Both checks are cheap on the hot path: a value can only be deeper than the limit if the text
+holds more than `MAX_DEPTH` opening brackets (two `bytes.count` calls), and can only hold a huge
+integer if it has a run of 20 digits (one regex scan); only such text is looked at again.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any, Final
 
 import orjson
@@ -22,6 +28,8 @@ import orjson
 from gateway.problems import InvalidRequest
 
 MAX_DEPTH: Final = 128
+_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+_INT_RANGE = range(-(2**63), 2**64)
 
 
 class UnsafeJSON(ValueError):
@@ -35,6 +43,7 @@ def parse(body: bytes | str) -> Any:
     except orjson.JSONDecodeError as error:
         raise UnsafeJSON(f"not valid JSON ({error})") from None
     check_depth(body, value)
+    _check_integers(body)
     return value
 
 
@@ -45,6 +54,19 @@ def check_depth(body: bytes | str, value: Any) -> None:
         return
     if depth(value) > MAX_DEPTH:
         raise UnsafeJSON(f"nested more than {MAX_DEPTH} levels deep")
+
+
+def _check_integers(body: bytes | str) -> None:
+    text = body.encode() if isinstance(body, str) else body
+    if _LONG_DIGITS.search(text) is not None:  # maybe only inside a string: parse to be sure
+        json.loads(text, parse_int=_exact_int)
+
+
+def _exact_int(literal: str) -> int:
+    number = int(literal)
+    if number not in _INT_RANGE:
+        raise UnsafeJSON(f"the integer {literal[:24]}... is outside the 64-bit range")
+    return number
 
 
 def depth(value: Any) -> int:

@@ -43,3 +43,23 @@ def test_what_the_json_format_does_not_allow_is_refused(body: bytes) -> None:
     with pytest.raises(InvalidRequest, match="not valid JSON") as raised:
         loads_limited(body, what="body")
     assert raised.value.field == "body"
+
+
+@pytest.mark.parametrize(
+    "body", [b"[12345678901234567890123]", b'{"n": -99999999999999999999}', b"18446744073709551616"]
+)
+def test_integers_beyond_64_bits_are_refused_not_rounded(body: bytes) -> None:
+    with pytest.raises(InvalidRequest, match="outside the 64-bit range"):
+        loads_limited(body, what="body")
+
+
+@pytest.mark.parametrize(
+    ("body", "value"),
+    [
+        (b"18446744073709551615", 2**64 - 1),
+        (b"-9223372036854775808", -(2**63)),
+        (b'{"card": "12345678901234567890123"}', {"card": "12345678901234567890123"}),
+    ],
+)
+def test_64_bit_integers_and_long_digit_strings_are_kept(body: bytes, value: object) -> None:
+    assert loads_limited(body, what="body") == value
