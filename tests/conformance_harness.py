@@ -16,10 +16,10 @@ from urllib.parse import unquote_to_bytes
 
 import httpx
 import orjson
-from dateutil.parser import isoparse
 from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import http
 from cloudevents.core.formats.json import JSONFormat
+from dateutil.parser import isoparse
 
 from tests.conftest import LOOPBACK_EGRESS, RunningGateway, make_settings, run_gateway
 from tests.subscriber import Received, Subscriber, run_subscriber
@@ -55,7 +55,7 @@ class Harness:
         after: str | None = None
         while True:
             params = {"limit": "1000", **({"after": after} if after else {})}
-            page = (await self.gateway.client.get(f"/v1/topics/{TOPIC}/events", params=params))
+            page = await self.gateway.client.get(f"/v1/topics/{TOPIC}/events", params=params)
             assert page.status_code == 200, page.text
             found += [event for event in page.json()["events"] if event["id"] == event_id]
             after = page.json()["next"]

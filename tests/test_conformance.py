@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -86,7 +85,9 @@ CASES: dict[str, Case] = {
     "core-required-id-missing": refused("id", ev(id=None), ({**HEADERS, "ce-id": None}, b"")),
     "core-required-id-empty": refused("id", ev(id=""), (hd(ce_id=""), b"")),
     "core-required-source-missing": refused(
-        "source", {k: v for k, v in BASE.items() if k != "source"}, ({**HEADERS, "ce-source": ""}, b"")
+        "source",
+        {k: v for k, v in BASE.items() if k != "source"},
+        ({**HEADERS, "ce-source": ""}, b""),
     ),
     "core-required-type-missing": refused(
         "type", {k: v for k, v in BASE.items() if k != "type"}, ({**HEADERS, "ce-type": ""}, b"")
@@ -114,7 +115,9 @@ CASES: dict[str, Case] = {
     ),
     # --- core spec: OPTIONAL attributes ---
     "core-datacontenttype-rfc2046": refused(
-        "datacontenttype", ev(datacontenttype="json", data={}), (hd(content_type="json"), b"{}"),
+        "datacontenttype",
+        ev(datacontenttype="json", data={}),
+        (hd(content_type="json"), b"{}"),
         field_binary="content-type",
     ),
     "core-dataschema-uri": accepted(
@@ -186,7 +189,8 @@ CASES: dict[str, Case] = {
         "subject", ev(subject="a\ufffeb"), (hd(ce_subject="a%EF%BF%BEb"), b"")
     ),
     "core-type-system-string-no-surrogates": refused(
-        None, b'{"specversion":"1.0","type":"t","source":"/s","id":"x","subject":"\\udead"}',
+        None,
+        b'{"specversion":"1.0","type":"t","source":"/s","id":"x","subject":"\\udead"}',
         (hd(ce_subject="%ED%BA%AD"), b""),
         field_binary="subject",
     ),
@@ -211,12 +215,20 @@ CASES: dict[str, Case] = {
         (hd(content_type="image/png"), UTF8_BYTES),
     ),
     "http-3.1.3.1-header-names-case-insensitive": accepted(
-        binary=({"CE-SpecVersion": "1.0", "Ce-Type": TYPE, "CE-SOURCE": "/mycontext",
-                 "Ce-Tenant": "acme"}, b""),
+        binary=(
+            {
+                "CE-SpecVersion": "1.0",
+                "Ce-Type": TYPE,
+                "CE-SOURCE": "/mycontext",
+                "Ce-Tenant": "acme",
+            },
+            b"",
+        ),
         stored_binary=ev(tenant="acme"),
     ),
     "http-3.1.3.2-percent-decoding": accepted(
-        binary=(hd(ce_subject="Euro%20%E2%82%AC%20%F0%9F%98%80"), b""), stored_binary=ev(subject=EURO)
+        binary=(hd(ce_subject="Euro%20%E2%82%AC%20%F0%9F%98%80"), b""),
+        stored_binary=ev(subject=EURO),
     ),
     "http-3.1.3.2-lowercase-hex-accepted": accepted(
         binary=(hd(ce_subject="%e2%82%ac"), b""), stored_binary=ev(subject="\u20ac")
@@ -234,16 +246,16 @@ CASES: dict[str, Case] = {
     "http-3.1.3.2-invalid-utf8-ff-rejected": refused("id", binary=(hd(ce_id="%FF"), b"")),
     "http-3.1.3.2-invalid-utf8-fe-rejected": refused("id", binary=(hd(ce_id="%FE"), b"")),
     "http-3.1.3.2-overlong-c0-rejected": refused("id", binary=(hd(ce_id="%C0"), b"")),
-    "http-3.1.3.2-overlong-c0a0-rejected": refused("subject", binary=(hd(ce_subject="%C0%A0"), b"")),
+    "http-3.1.3.2-overlong-c0a0-rejected": refused(
+        "subject", binary=(hd(ce_subject="%C0%A0"), b"")
+    ),
     "http-3.1.3.2-raw-non-ascii-rejected": refused(
         "subject", binary=({**HEADERS, "ce-subject": "caf\u00e9".encode()}, b"")
     ),
     "http-3.1.3-one-header-per-attribute": refused(
         "id", binary=([*HEADERS.items(), ("ce-id", "a"), ("ce-id", "b")], b"")
     ),
-    "http-3.3.2-batch-same-specversion": refused(
-        "specversion", ev(BASE_V03), modes=("batch",)
-    ),
+    "http-3.3.2-batch-same-specversion": refused("specversion", ev(BASE_V03), modes=("batch",)),
     # --- JSON event format ---
     "json-2.2-null-means-unset": accepted(
         ev(subject=None, time=None, tenant=None), stored=ev(), modes=("structured", "batch")
@@ -290,17 +302,20 @@ CASES: dict[str, Case] = {
         (hd(content_type="text/xml"), b"<much wow='xml'/>"),
     ),
     "json-rfc8259-no-nan": refused(
-        None, b'{"specversion":"1.0","type":"t","source":"/s","id":"x","data":NaN}',
+        None,
+        b'{"specversion":"1.0","type":"t","source":"/s","id":"x","data":NaN}',
         (hd(content_type="application/json"), b'{"n": NaN}'),
         field_binary="data",
     ),
     "json-rfc8259-no-infinity": refused(
-        None, b'{"specversion":"1.0","type":"t","source":"/s","id":"x","data":-Infinity}',
+        None,
+        b'{"specversion":"1.0","type":"t","source":"/s","id":"x","data":-Infinity}',
         (hd(content_type="application/json"), b"[Infinity]"),
         field_binary="data",
     ),
     "json-rfc8259-number-out-of-double-range": refused(
-        None, b'{"specversion":"1.0","type":"t","source":"/s","id":"x","data":1e100000}',
+        None,
+        b'{"specversion":"1.0","type":"t","source":"/s","id":"x","data":1e100000}',
         (hd(content_type="application/json"), b"1e100000"),
         field_binary="data",
     ),
@@ -319,7 +334,8 @@ CASES: dict[str, Case] = {
         (hd(HEADERS_V03, ce_subject="s", ce_time="2018-04-05T17:31:00Z"), b""),
     ),
     "v03-schemaurl-is-uri-reference": accepted(
-        ev(BASE_V03, schemaurl="/schemas/order"), (hd(HEADERS_V03, ce_schemaurl="/schemas/order"), b"")
+        ev(BASE_V03, schemaurl="/schemas/order"),
+        (hd(HEADERS_V03, ce_schemaurl="/schemas/order"), b""),
     ),
     "v03-schemaurl-must-be-uri-reference": refused(
         "schemaurl", ev(BASE_V03, schemaurl="a b"), (hd(HEADERS_V03, ce_schemaurl="a%20b"), b"")
@@ -331,18 +347,33 @@ CASES: dict[str, Case] = {
         "urgent", ev(BASE_V03, urgent=True), modes=("structured", "batch")
     ),
     "v03-datacontentencoding-base64": accepted(
-        ev(BASE_V03, datacontenttype="application/octet-stream", datacontentencoding="base64",
-           data="AP/+gGJpbmFyeQ=="),
+        ev(
+            BASE_V03,
+            datacontenttype="application/octet-stream",
+            datacontentencoding="base64",
+            data="AP/+gGJpbmFyeQ==",
+        ),
         (hd(HEADERS_V03, content_type="application/octet-stream"), NON_UTF8),
     ),
     "v03-datacontentencoding-ignored-in-binary-mode": accepted(
-        binary=(hd(HEADERS_V03, ce_datacontentencoding="base64",
-                   content_type="application/octet-stream"), NON_UTF8),
-        stored_binary=ev(BASE_V03, datacontenttype="application/octet-stream",
-                         datacontentencoding="base64", data="AP/+gGJpbmFyeQ=="),
+        binary=(
+            hd(
+                HEADERS_V03,
+                ce_datacontentencoding="base64",
+                content_type="application/octet-stream",
+            ),
+            NON_UTF8,
+        ),
+        stored_binary=ev(
+            BASE_V03,
+            datacontenttype="application/octet-stream",
+            datacontentencoding="base64",
+            data="AP/+gGJpbmFyeQ==",
+        ),
     ),
     "v03-datacontentencoding-only-base64-defined": refused(
-        "datacontentencoding", ev(BASE_V03, datacontentencoding="7bit", data="x"),
+        "datacontentencoding",
+        ev(BASE_V03, datacontentencoding="7bit", data="x"),
         modes=("structured", "batch"),
     ),
     # --- the gateway's own rules ---
@@ -350,7 +381,8 @@ CASES: dict[str, Case] = {
         "dlsubscription", ev(dlsubscription="billing"), (hd(ce_dlsubscription="billing"), b"")
     ),
     "gateway-content-type-without-control-characters": refused(
-        "datacontenttype", ev(datacontenttype="text/plain\u0007", data="x"),
+        "datacontenttype",
+        ev(datacontenttype="text/plain\u0007", data="x"),
         (hd(content_type="text/plain;\tq=1"), b"x"),
         field_binary="content-type",
     ),
