@@ -271,7 +271,7 @@ def parse_batch(body: bytes, limits: Limits = DEFAULT_LIMITS) -> list[IncomingEv
 
 
 def _suspect(body: bytes) -> bool:
-    return cetypes.SUSPECT_BYTES.search(body) is not None
+    return cetypes.may_hold_disallowed(body)
 
 
 def _check_data(document: dict[str, Any], version: str, index: int | None) -> dict[str, Any]:
