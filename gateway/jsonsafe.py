@@ -43,6 +43,8 @@ def parse(body: bytes | str) -> Any:
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as error:
+        if str(error).startswith("depth limit exceeded"):  # orjson's own, at 1,024 levels
+            raise UnsafeJSON(f"nested more than {MAX_DEPTH} levels deep") from None
         raise UnsafeJSON(f"not valid JSON ({error})") from None
     check_depth(body, value)
     _check_integers(body)
