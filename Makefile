@@ -3,13 +3,23 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps run test lint format clean
+JS_STAMP := tests/js/node_modules/.installed
 
-install: $(STAMP) system-deps
+.PHONY: install system-deps js-deps run test lint format clean
+
+install: $(STAMP) system-deps js-deps
 
 # Tools the tests run that come from Debian: promtool (package prometheus) checks /metrics.
 system-deps:
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+# The JavaScript CloudEvents SDK, a second decoder of pushes (tests/test_js_decoder.py); node and
+# npm from Debian where missing. Reinstalled only when the pinned lock file changes.
+js-deps: $(JS_STAMP)
+
+$(JS_STAMP): tests/js/package.json tests/js/package-lock.json
+	@command -v npm >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	npm ci --prefix tests/js --no-audit --no-fund --silent && touch $(JS_STAMP)
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[dev]' && touch $(STAMP)

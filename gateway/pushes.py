@@ -1,10 +1,15 @@
 """Building a push from a stored event, and what one push attempt returns: pure, no I/O
 (DESIGN "Pushes").
 
-Binary mode puts the attributes in `ce-*` headers and the data in the body (built by the
-cloudevents SDK); structured mode sends the stored structured JSON as it is; data mode sends
-only the event's data with its content type, no CloudEvent attributes (what Pretry's HTTP and
-SQS integrations deliver).
+Binary mode puts the attributes in `ce-*` headers, each in its canonical string form
+(`true`/`false`, integers as digits, strings percent-encoded as HTTP binding 3.1.3.2 says), and
+the data in the body: bytes as they are, text as UTF-8, a JSON value as JSON. `Content-Type` is
+the `datacontenttype`; an event without one carries none, except JSON data (JSON format 3.1.2:
+re-serialized in another binding, the implied `application/json` SHOULD be set explicitly). The
+cloudevents SDK is not used: it writes booleans as `True`/`False` and JSON lists as Python text.
+Structured mode sends the stored JSON-format event as it is. Data mode sends only the event's
+data with its content type, no CloudEvent attributes (what Pretry's HTTP and SQS integrations
+deliver).
 """
 
 from __future__ import annotations
@@ -13,25 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from cloudevents.core.bindings import http
-from cloudevents.core.formats.json import JSONFormat
 
-from gateway.events import STRUCTURED, from_stored, is_json, stored_data
+from gateway.cetypes import header_value
+from gateway.events import STRUCTURED, is_json, stored_data
 from gateway.signing import signature_headers, webhook_id
 from gateway.targets import HttpTarget, Target
 
-
-class _PushFormat(JSONFormat):
-    """The SDK's JSON format, writing JSON data as JSON whatever its type. The SDK's own
-    `write_data` writes only an object as JSON: a list, number, boolean or string came out as
-    Python text (`[1, True]`), or unquoted. Text (a string under a non-JSON type) and bytes
-    go as they are. orjson, as everywhere else here."""
-
-    def write_data(self, data: Any, datacontenttype: str | None) -> bytes:
-        return b"" if data is None else _data_bytes(data, datacontenttype)
-
-
-_FORMAT = _PushFormat()
 MAX_DETAIL = 256
 
 
@@ -66,12 +58,27 @@ def build_push(payload: bytes, content_mode: str) -> PushRequest:
         return PushRequest(
             {"content-type": STRUCTURED}, payload, str(identity["source"]), str(identity["id"])
         )
-    event, original_time = from_stored(payload)
-    message = http.to_binary(event, _FORMAT)
-    headers = dict(message.headers)
-    if original_time is not None:
-        headers["ce-time"] = original_time  # every fraction digit the publisher sent
-    return PushRequest(headers, message.body, event.get_source(), event.get_id())
+    return _binary_push(orjson.loads(payload))
+
+
+def _binary_push(document: dict[str, Any]) -> PushRequest:
+    has_data = "data" in document or document.get("data_base64") is not None
+    content_type = document.get("datacontenttype")
+    data = stored_data(document)
+    if document["specversion"] == "0.3":
+        # 0.3: datacontentencoding describes string-encoded data only; binary mode has bytes.
+        document.pop("datacontentencoding", None)
+    headers = {
+        "ce-" + name: header_value(value)
+        for name, value in document.items()
+        if name != "datacontenttype"
+    }
+    if content_type is not None:
+        headers["content-type"] = content_type
+    elif has_data and not isinstance(data, bytes):
+        headers["content-type"] = "application/json"
+    body = _data_bytes(data, content_type) if has_data else b""
+    return PushRequest(headers, body, str(document["source"]), str(document["id"]))
 
 
 def _data_push(payload: bytes) -> PushRequest:

@@ -78,7 +78,9 @@ class HttpSink:
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=None),
             auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
+            # aiohttp would label a bytes body application/octet-stream: a push carries the
+            # event's datacontenttype, and none when it has none (HTTP binding 3.1.1).
+            skip_auto_headers=("User-Agent", "Content-Type"),
             headers={"user-agent": "ce-gateway"},
             # Every subscription shares this session: a cookie one subscriber sets must not
             # ride along on pushes to another (nor come back to it: pushes are stateless).

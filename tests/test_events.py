@@ -119,16 +119,6 @@ def invalid(headers: dict[str, str], body: bytes) -> InvalidEvent:
         pytest.param(binary(), b"", MINIMAL, id="no-body-no-content-type"),
         pytest.param(
             binary(**{"content-type": "application/json"}),
-            b"not json",
-            {
-                **MINIMAL,
-                "datacontenttype": "application/json",
-                "data_base64": base64.b64encode(b"not json").decode(),
-            },
-            id="json-type-but-not-json-kept-as-bytes",
-        ),
-        pytest.param(
-            binary(**{"content-type": "application/json"}),
             b'"a JSON string"',
             {**MINIMAL, "datacontenttype": "application/json", "data": "a JSON string"},
             id="json-string-body",
@@ -149,12 +139,12 @@ def invalid(headers: dict[str, str], body: bytes) -> InvalidEvent:
         ),
         pytest.param(
             binary(
-                ce_source="%2Fshop%20eu%2F%C3%A9t%C3%A9",
-                ce_subject="invoice%20%2242%22%25.pdf",
+                ce_source="%2Fshop%2Feu",
+                ce_subject="invoice%20%2242%22%25.pdf,%20%C3%A9t%C3%A9",
                 ce_id="A%201",
             ),
             b"",
-            {**MINIMAL, "id": "A 1", "source": "/shop eu/été", "subject": 'invoice "42"%.pdf'},
+            {**MINIMAL, "id": "A 1", "source": "/shop/eu", "subject": 'invoice "42"%.pdf, été'},
             id="percent-encoded-values",
         ),
         pytest.param(
@@ -194,10 +184,15 @@ def test_binary_mode(headers: dict[str, str], body: bytes, expected: dict[str, A
     assert stored(headers, body) == expected
 
 
+def test_json_type_but_not_json_is_refused() -> None:
+    # Was kept as bytes under a JSON type (issue 19: JSON the JSON format does not allow is a 400).
+    assert invalid(binary(**{"content-type": "application/json"}), b"not json").field == "data"
+
+
 def test_binary_mode_dedup_pair_is_decoded() -> None:
-    event = single(binary(ce_source="%2Fshop%20eu", ce_id="A%201"), b"")
-    assert (event.source, event.id) == ("/shop eu", "A 1")
-    assert event.attributes["source"] == "/shop eu"
+    event = single(binary(ce_source="%2Fshop%2Feu", ce_id="A%201"), b"")
+    assert (event.source, event.id) == ("/shop/eu", "A 1")
+    assert event.attributes["source"] == "/shop/eu"
 
 
 @pytest.mark.parametrize(
@@ -207,7 +202,7 @@ def test_binary_mode_dedup_pair_is_decoded() -> None:
             CloudEvent(
                 attributes={
                     "type": TYPE,
-                    "source": "/shop eu/Zürich",
+                    "source": "/shop/eu/Z%C3%BCrich",
                     "id": "order 42",
                     "subject": 'invoice "42" 100%.pdf',
                     "time": WHEN,
@@ -218,12 +213,14 @@ def test_binary_mode_dedup_pair_is_decoded() -> None:
             {
                 "specversion": "1.0",
                 "id": "order 42",
-                "source": "/shop eu/Zürich",
+                "source": "/shop/eu/Z%C3%BCrich",
                 "type": TYPE,
                 "subject": 'invoice "42" 100%.pdf',
                 "time": "2024-05-06T07:08:09Z",
                 "tenant": "acme corp",
-                "data": {"total": 12.5, "currency": "CHF"},
+                # The SDK sends JSON data in binary mode without a Content-Type: with no
+                # datacontenttype, the body is opaque bytes, kept byte for byte (issue 19).
+                "data_base64": base64.b64encode(b'{"total": 12.5, "currency": "CHF"}').decode(),
             },
             id="sdk-v1-json-needing-percent-encoding",
         ),
@@ -361,7 +358,7 @@ def test_batch_mode_keeps_order() -> None:
     documents = [
         MINIMAL,
         {**MINIMAL, "id": "A-2", "data": {"n": 2}},
-        {**MINIMAL, "id": "A-3", "source": "/other", "specversion": "0.3"},
+        {**MINIMAL, "id": "A-3", "source": "/other"},
     ]
     events = parse_request(BATCH, json.dumps(documents).encode())
     assert [(event.source, event.id) for event in events] == [
@@ -536,10 +533,10 @@ def test_structured_body_must_be_an_object(body: bytes) -> None:
         pytest.param((STRUCTURED, structured(Tenant="a")), "Tenant", id="uppercase"),
         pytest.param((STRUCTURED, structured(tenant_id="a")), "tenant_id", id="underscore"),
         pytest.param((STRUCTURED, structured(**{"tenant-id": "a"})), "tenant-id", id="dash"),
-        pytest.param((STRUCTURED, structured(**{"e" * 21: "a"})), "e" * 21, id="21-chars"),
+        pytest.param((STRUCTURED, structured(**{"e" * 65: "a"})), "e" * 65, id="65-chars"),
         pytest.param((STRUCTURED, structured(**{"": "a"})), "", id="empty-name"),
         pytest.param((binary(ce_tenant_id="a"), b""), "tenant_id", id="binary-underscore"),
-        pytest.param((binary(**{"ce-" + "e" * 21: "a"}), b""), "e" * 21, id="binary-21-chars"),
+        pytest.param((binary(**{"ce-" + "e" * 65: "a"}), b""), "e" * 65, id="binary-65-chars"),
         pytest.param((binary(**{"ce-tenant.id": "a"}), b""), "tenant.id", id="binary-dot"),
         pytest.param((binary(ce_data="x"), b""), "data", id="binary-reserved-data"),
     ],

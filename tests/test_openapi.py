@@ -19,7 +19,7 @@ import contextlib
 import re
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -45,8 +45,9 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31
 from starlette.routing import Route
 
 from gateway.clock import ManualClock
+from gateway.deadletters import Failure, dead_letter_attributes, dead_letter_payload
 from gateway.egress import EgressPolicy, PolicyResolver
-from gateway.events import STRUCTURED
+from gateway.events import BATCH, STRUCTURED, IncomingEvent, parse_request
 from gateway.pushes import PushRequest
 from gateway.sinks import PushResult
 from gateway.store import keys
@@ -211,6 +212,15 @@ class LiveGateway:
 
         return asyncio.run_coroutine_threadsafe(call(), self._loop).result(30)
 
+    def run_async(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Await `work()` on the gateway's loop thread and return its result."""
+        assert self._loop is not None
+
+        async def call() -> T:
+            return await work()
+
+        return asyncio.run_coroutine_threadsafe(call(), self._loop).result(30)
+
     def stored_events(self) -> dict[str, int]:
         """Events per topic, counted in the store itself."""
         store = self.gw.store
@@ -265,6 +275,32 @@ class LiveGateway:
             raise failure[0]
 
 
+def seed_dead_letters(live: LiveGateway, events: list[dict[str, Any]]) -> None:
+    """Dead letters of `s-seed`, made the way the gateway makes them and stored directly:
+    publishers cannot send `dl*` attributes (issue 19, F5)."""
+    incoming = parse_request({"content-type": BATCH}, orjson.dumps(events))
+    attributes = dead_letter_attributes(
+        subscription="s-seed",
+        reason="permanent",
+        attempts=1,
+        failure=Failure("400", None, None),
+        at=0,
+    )
+    letters = [
+        IncomingEvent(
+            event.source,
+            event.id,
+            {**event.attributes, **attributes},
+            dead_letter_payload(event.payload, attributes),
+        )
+        for event in incoming
+    ]
+    store = live.gw.store
+    result = live.run_async(lambda: store.publish("orders-dead", letters, live.gw.gateway_now()))
+    answer = {"accepted": result.accepted, "duplicates": result.duplicates}
+    live.ledger.record("POST", "/topics/{topic}/events", {"topic": "orders-dead"}, 202, answer)
+
+
 def seed(live: LiveGateway) -> None:
     """A few events for browse, purge and redrive to find: ordinary ones on each topic, and on
     `orders-dead` events shaped like dead letters of `s-seed` (so redrive has work to do)."""
@@ -275,8 +311,8 @@ def seed(live: LiveGateway) -> None:
                 for i in range(5)
             ]
             if topic == "orders-dead":
-                for event in events:
-                    event.update(dlsubscription="s-seed", dlreason="permanent", dlattempts="1")
+                seed_dead_letters(live, events)
+                continue
             response = client.post(
                 f"/topics/{topic}/events",
                 content=orjson.dumps(events),

@@ -31,7 +31,11 @@ async def stored(gateway: RunningGateway, topic: str = "orders") -> list[dict[st
 
 
 async def test_binary_mode_from_sdk_is_accepted_and_stored(gateway: RunningGateway) -> None:
-    message = http.to_binary_event(sdk_event("b-1", subject="inv.pdf"))
+    # The SDK leaves Content-Type out for JSON data; it is the datacontenttype (HTTP binding
+    # 3.1.1), so it is given here: a body without one is opaque bytes, stored as such.
+    message = http.to_binary_event(
+        sdk_event("b-1", subject="inv.pdf", datacontenttype="application/json")
+    )
     response = await gateway.client.post(
         "/topics/orders/events", headers=message.headers, content=message.body
     )

@@ -1,0 +1,101 @@
+"""JSON from a client, parsed safely: what the JSON event format allows, nested no deeper than a
+fixed limit.
+
+orjson already refuses what RFC 8259 does not allow and what the JSON event format cannot carry
+(`NaN`, `Infinity`, `-Infinity`, and numbers such as `1e100000` that overflow a double), and it
+stops at 1,024 levels. That is still deep enough for a RecursionError in code that walks the value
+later (the stdlib `json` module, `copy.deepcopy`, pydantic), so every piece of client JSON is also
+held to `MAX_DEPTH` levels of arrays and objects, counted from the outermost value (`[]` and `{}`
+are one level; a structured CloudEvent's `data` gets `MAX_DEPTH - 1`, in a batch `MAX_DEPTH - 2`).
+
+Integers outside the 64-bit range are refused too: orjson would read them as doubles, so
+`12345678901234567890123` would come back out as `1.2345678901234568e+22` (RFC 8259 section 6
+leaves such numbers to the implementation; silently changing them is not an option).
+
+Both checks are cheap on the hot path: a value can only be deeper than the limit if the text
+holds more than `MAX_DEPTH` opening brackets (two `bytes.count` calls), and can only hold a huge
+integer if it has a run of 20 digits (a translate and a substring search); only such text is
+looked at again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+import orjson
+
+from gateway.problems import InvalidRequest
+
+MAX_DEPTH: Final = 128
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_TWENTY_DIGITS = b"0" * 20
+_INT_RANGE = range(-(2**63), 2**64)
+_CONTAINERS = frozenset({dict, list})  # what orjson makes of arrays and objects
+
+
+class UnsafeJSON(ValueError):
+    """Client JSON that is refused; the message says why, without naming where it came from."""
+
+
+def parse(body: bytes | str) -> Any:
+    """The JSON value of `body`; raises UnsafeJSON if it is not JSON or is nested too deep."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        if str(error).startswith("depth limit exceeded"):  # orjson's own, at 1,024 levels
+            raise UnsafeJSON(f"nested more than {MAX_DEPTH} levels deep") from None
+        raise UnsafeJSON(f"not valid JSON ({error})") from None
+    check_depth(body, value)
+    _check_integers(body)
+    return value
+
+
+def check_depth(body: bytes | str, value: Any) -> None:
+    """Raise UnsafeJSON if `value` (parsed from `body`) nests deeper than MAX_DEPTH."""
+    text = body.encode() if isinstance(body, str) else body
+    if text.count(b"[") + text.count(b"{") <= MAX_DEPTH:
+        return
+    if depth(value) > MAX_DEPTH:
+        raise UnsafeJSON(f"nested more than {MAX_DEPTH} levels deep")
+
+
+def _check_integers(body: bytes | str) -> None:
+    text = body.encode() if isinstance(body, str) else body
+    # A translate and a substring search run at memory speed; a regex scan took as long as
+    # parsing a batch. A run may be inside a string: parse again to be sure.
+    if _TWENTY_DIGITS in text.translate(_DIGITS_TO_ZERO):
+        json.loads(text, parse_int=_exact_int)
+
+
+def _exact_int(literal: str) -> int:
+    number = int(literal)
+    if number not in _INT_RANGE:
+        raise UnsafeJSON(f"the integer {literal[:24]}... is outside the 64-bit range")
+    return number
+
+
+def depth(value: Any) -> int:
+    """How many levels of arrays and objects `value` nests (0 for a scalar), counted level by
+    level without recursion, and only up to MAX_DEPTH + 1."""
+    if type(value) not in _CONTAINERS:
+        return 0
+    level = [value]
+    for deepest in range(1, MAX_DEPTH + 2):
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            below += [child for child in children if type(child) in _CONTAINERS]
+        if not below:
+            return deepest
+        level = below
+    return MAX_DEPTH + 1
+
+
+def loads_limited(body: bytes, *, what: str) -> Any:
+    """Parse a client's JSON body; raises InvalidRequest naming `what` (the field or location,
+    e.g. "body" or "subscription") if it is not JSON or nests deeper than MAX_DEPTH."""
+    try:
+        return parse(body)
+    except UnsafeJSON as error:
+        raise InvalidRequest(f"{what} is {error}", field=what) from None
