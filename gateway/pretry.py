@@ -45,6 +45,7 @@ from gateway.problems import Conflict, InvalidRequest, NotFound
 from gateway.receiver import Receiver
 from gateway.settings import (
     PRETRY_PREFIX,
+    RETENTION,
     ConfigError,
     RawBasicAuth,
     RawDestination,
@@ -113,7 +114,15 @@ def plan(config: shapes.PretryConfig) -> Plan:
             " the hours before each retry",
             field="retryHours",
         )
-    topic = TopicSettings(topic_name(identifier), DAY + sum(hours) * HOUR)
+    retention = DAY + sum(hours) * HOUR
+    if not RETENTION.holds(retention):
+        raise InvalidRequest(
+            f"retryHours add up to {sum(hours):g} hours; the whole schedule must end within"
+            f" {(RETENTION.high - DAY) / HOUR:g} hours (a topic keeps events"
+            f" {RETENTION.high / DAY:g} days at most, 24 h past the schedule)",
+            field="retryHours",
+        )
+    topic = TopicSettings(topic_name(identifier), retention)
     dead = TopicSettings(dead_letter_topic_name(identifier), DEAD_LETTER_RETENTION)
     specs = tuple(
         RawSubscription(
