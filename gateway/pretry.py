@@ -318,7 +318,7 @@ class PretryApi:
         config = decode_body(await request.body(), shapes.PretryConfig)
         mapped = plan(config)
         built = [await self._build(mapped, index) for index in range(len(mapped.subscriptions))]
-        created = self._load(config.identifier) is None
+        created = not self._stored(config.identifier)
         await self._topics.put(self._kept(mapped.topic))
         await self._topics.put(mapped.dead_letter_topic)
         for subscription in built:
@@ -355,7 +355,9 @@ class PretryApi:
             return await self._delete_config_serialized(request)
 
     async def _delete_config_serialized(self, request: Request) -> Response:
-        identifier = self._existing(request.path_params["identifier"]).identifier
+        identifier = request.path_params["identifier"]
+        if not self._stored(identifier):  # not `_existing`: a config no longer valid goes too
+            raise NotFound(f"no Pretry configuration for identifier {identifier!r}")
         names = self._integrations(identifier)
         topics = [topic_name(identifier), dead_letter_topic_name(identifier)]
         others = sorted(
@@ -426,10 +428,26 @@ class PretryApi:
 
     # -- storage -----------------------------------------------------------------------------
 
+    def _stored(self, identifier: str) -> bool:
+        if not IDENTIFIER.fullmatch(identifier):  # no such key (nor one LMDB could hold)
+            return False
+        key = _key(identifier)
+        return self._store.read(lambda txn: txn.get(key, db=self._store.db["meta"])) is not None
+
     def _load(self, identifier: str) -> shapes.PretryConfig | None:
+        if not IDENTIFIER.fullmatch(identifier):
+            return None
         key = _key(identifier)
         value = self._store.read(lambda txn: txn.get(key, db=self._store.db["meta"]))
-        return None if value is None else msgspec.json.decode(value, type=shapes.PretryConfig)
+        if value is None:
+            return None
+        try:
+            return msgspec.json.decode(value, type=shapes.PretryConfig)
+        except msgspec.ValidationError as error:  # saved before a range was enforced
+            raise Conflict(
+                f"the stored Pretry configuration {identifier!r} is no longer valid ({error});"
+                " POST /v1/config to replace it"
+            ) from None
 
     async def _save(self, config: shapes.PretryConfig) -> None:
         key, value = _key(config.identifier), msgspec.json.encode(config)

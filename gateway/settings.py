@@ -17,6 +17,7 @@ import msgspec
 import yaml
 
 from gateway.durations import DurationError, format_duration, parse_duration, parse_size
+from gateway.jsonsafe import MAX_DEPTH
 
 DEFAULT_TOPIC = "default"
 PRETRY_PREFIX = "pretry."  # topics and subscriptions that Pretry configs own (gateway.pretry)
@@ -380,4 +381,25 @@ def load_config(path: Path | None) -> Settings:
         raise ConfigError(f"{path} is not UTF-8 text") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(f"{path} nests deeper than {MAX_DEPTH} levels") from None
+    if _too_deep(data):
+        raise ConfigError(f"{path} nests deeper than {MAX_DEPTH} levels")
     return dataclasses.replace(parse_config(data), source=path)
+
+
+def _too_deep(data: Any) -> bool:
+    """Whether `data` nests more than MAX_DEPTH levels of mappings and lists. Walked level by
+    level, each node once per level: YAML aliases share nodes (and can make cycles)."""
+    level = [data] if isinstance(data, dict | list) else []
+    for _ in range(MAX_DEPTH):
+        if not level:
+            return False
+        children = {
+            id(child): child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        }
+        level = list(children.values())
+    return bool(level)
