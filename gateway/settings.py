@@ -189,9 +189,9 @@ class RawSubscription(_Raw, frozen=True):
     filters: Annotated[list[dict[str, Any]], msgspec.Meta(max_length=MAX_LIST)] = []
     ack_deadline: Duration = "10s"
     retry_policy: RawRetryPolicy = RawRetryPolicy()
-    max_delivery_attempts: (
-        Annotated[int, msgspec.Meta(ge=1, le=MAX_DELIVERY_ATTEMPTS)] | None
-    ) = None
+    max_delivery_attempts: Annotated[int, msgspec.Meta(ge=1, le=MAX_DELIVERY_ATTEMPTS)] | None = (
+        None
+    )
     permanent_status_codes: (
         Annotated[list[StatusCode], msgspec.Meta(max_length=MAX_LIST)] | None
     ) = None
@@ -301,9 +301,7 @@ def _server(raw: RawServer) -> ServerSettings:
         max_event_size=size_at("server.maxEventSize", raw.max_event_size, BODY_SIZE),
         max_extensions=raw.max_extensions,
         read_timeout=duration_at("server.readTimeout", raw.read_timeout, TIMEOUT),
-        keep_alive_timeout=duration_at(
-            "server.keepAliveTimeout", raw.keep_alive_timeout, TIMEOUT
-        ),
+        keep_alive_timeout=duration_at("server.keepAliveTimeout", raw.keep_alive_timeout, TIMEOUT),
         graceful_timeout=duration_at("server.gracefulTimeout", raw.graceful_timeout, GRACE),
         shutdown_delay=duration_at("server.shutdownDelay", raw.shutdown_delay, GRACE),
         map_size=size_at("server.mapSize", raw.map_size, MAP_SIZE),

@@ -141,7 +141,9 @@ def _max_attempts(raw: RawSubscription, path: str, dead_letter_topic: str | None
     # checked again here for a spec built in code.
     if raw.max_delivery_attempts is None:
         return 5 if dead_letter_topic else None
-    return _in_range(raw.max_delivery_attempts, 1, MAX_DELIVERY_ATTEMPTS, f"{path}.maxDeliveryAttempts")
+    return _in_range(
+        raw.max_delivery_attempts, 1, MAX_DELIVERY_ATTEMPTS, f"{path}.maxDeliveryAttempts"
+    )
 
 
 def _permanent_codes(codes: list[int] | None, path: str) -> frozenset[int] | None:

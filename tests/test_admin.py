@@ -604,7 +604,9 @@ ADMIN_BODIES = [
 ]
 
 
-@pytest.mark.parametrize("tail", [pytest.param(DEEP, id="100000"), pytest.param(NESTED_200, id="200")])
+@pytest.mark.parametrize(
+    "tail", [pytest.param(DEEP, id="100000"), pytest.param(NESTED_200, id="200")]
+)
 @pytest.mark.parametrize(("method", "path", "head"), ADMIN_BODIES)
 async def test_deeply_nested_admin_bodies_are_400_and_store_nothing(
     tmp_path: Path, method: str, path: str, head: bytes, tail: bytes
@@ -632,7 +634,9 @@ HUGE = 99_999_999_999_999_999_999_999  # F4: saved, then every listing a 500, ev
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        pytest.param(spec(URL, maxDeliveryAttempts=HUGE), "maxDeliveryAttempts", id="attempts-huge"),
+        pytest.param(
+            spec(URL, maxDeliveryAttempts=HUGE), "maxDeliveryAttempts", id="attempts-huge"
+        ),
         pytest.param(
             spec(URL, maxDeliveryAttempts=10_001), "maxDeliveryAttempts", id="attempts-10001"
         ),
@@ -648,9 +652,7 @@ HUGE = 99_999_999_999_999_999_999_999  # F4: saved, then every listing a 500, ev
             spec(URL, permanentStatusCodes=[400] * 101), "permanentStatusCodes", id="status-101"
         ),
         pytest.param(spec(URL, ackDeadline="601s"), "ackDeadline", id="ack-deadline-601s"),
-        pytest.param(
-            spec(URL, ackDeadline="9" * 60 + "h"), "ackDeadline", id="ack-deadline-huge"
-        ),
+        pytest.param(spec(URL, ackDeadline="9" * 60 + "h"), "ackDeadline", id="ack-deadline-huge"),
         pytest.param(
             spec(URL, retryPolicy={"maximumBackoff": "366d"}),
             "retryPolicy.maximumBackoff",
@@ -689,7 +691,9 @@ async def test_out_of_range_fields_are_400_naming_the_field_and_store_nothing(
         assert listed.status_code == 200
         assert listed.json() == {"subscriptions": []}
         assert_problem(await gw.client.get("/v1/subscriptions/s1"), 404, "not-found")
-        assert gw.store.read(lambda txn: txn.get(b"subscription/s1", db=gw.store.db["meta"])) is None
+        assert (
+            gw.store.read(lambda txn: txn.get(b"subscription/s1", db=gw.store.db["meta"])) is None
+        )
 
 
 async def test_edges_of_the_ranges_are_accepted(tmp_path: Path) -> None:
@@ -706,7 +710,9 @@ async def test_edges_of_the_ranges_are_accepted(tmp_path: Path) -> None:
         response = await gw.client.put("/v1/subscriptions/s1", json=body)
         assert response.status_code == 201, response.text
         assert (await gw.client.put("/v1/topics/t1", json={"retention": "1s"})).status_code == 201
-        assert (await gw.client.put("/v1/topics/t2", json={"retention": "3650d"})).status_code == 201
+        assert (
+            await gw.client.put("/v1/topics/t2", json={"retention": "3650d"})
+        ).status_code == 201
 
 
 async def test_a_stored_spec_that_no_longer_decodes_is_skipped_not_a_500(tmp_path: Path) -> None:
@@ -717,9 +723,7 @@ async def test_a_stored_spec_that_no_longer_decodes_is_skipped_not_a_500(tmp_pat
         assert (await gw.client.put("/v1/subscriptions/good", json=spec(URL))).status_code == 201
         bad = {**subscription("bad", URL), "maxDeliveryAttempts": HUGE}
         row = httpx.Response(200, json=bad).content  # JSON with the 23-digit integer as is
-        await gw.store.write(
-            lambda txn: txn.put(b"subscription/bad", row, db=gw.store.db["meta"])
-        )
+        await gw.store.write(lambda txn: txn.put(b"subscription/bad", row, db=gw.store.db["meta"]))
     async with run_gateway(settings) as gw:
         listed = await gw.client.get("/v1/subscriptions")
         assert listed.status_code == 200, listed.text

@@ -254,11 +254,11 @@ HTTP_OK = integration("HTTP", url="http://127.0.0.1:9/hook")
         pytest.param({"identifier": "x" * 81}, "identifier", id="identifier-long"),
         pytest.param({"identifier": "a.b"}, "identifier", id="identifier-dot"),
         pytest.param({"maxRetry": "3"}, "maxRetry", id="max-retry-string"),
+        pytest.param({"maxRetry": 10**23, "retryHours": [1]}, "maxRetry", id="max-retry-huge"),
         pytest.param(
-            {"maxRetry": 10**23, "retryHours": [1]}, "maxRetry", id="max-retry-huge"
-        ),
-        pytest.param(
-            {"maxRetry": 11, "retryHours": [8760.0] * 11}, "retryHours", id="schedule-past-retention"
+            {"maxRetry": 11, "retryHours": [8760.0] * 11},
+            "retryHours",
+            id="schedule-past-retention",
         ),
         pytest.param({"maxRetry": 1, "retryHours": [8761]}, "retryHours[0]", id="hours-8761"),
     ],

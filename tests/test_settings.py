@@ -546,8 +546,12 @@ HUGE = 99_999_999_999_999_999_999_999
     ("data", "expected"),
     [
         pytest.param({"server": {"port": 0}}, "server.port: Expected `int` >= 1", id="port-0"),
-        pytest.param({"server": {"port": 65536}}, "server.port: Expected `int` <= 65535", id="port"),
-        pytest.param({"server": {"adminPort": HUGE}}, "server.adminPort: Expected `int`", id="admin"),
+        pytest.param(
+            {"server": {"port": 65536}}, "server.port: Expected `int` <= 65535", id="port"
+        ),
+        pytest.param(
+            {"server": {"adminPort": HUGE}}, "server.adminPort: Expected `int`", id="admin"
+        ),
         pytest.param({"server": {"maxBodySize": 0}}, "server.maxBodySize: Expected `int`", id="0b"),
         pytest.param(
             {"server": {"maxBodySize": "2GiB"}},
@@ -560,7 +564,9 @@ HUGE = 99_999_999_999_999_999_999_999
             id="map-64KiB",
         ),
         pytest.param(
-            {"server": {"maxMapSize": "17000GiB"}}, "server.maxMapSize: '17000GiB' is out of", id="map"
+            {"server": {"maxMapSize": "17000GiB"}},
+            "server.maxMapSize: '17000GiB' is out of",
+            id="map",
         ),
         pytest.param({"server": {"maxMapSize": HUGE}}, "server.maxMapSize: Expected", id="map-int"),
         pytest.param(
@@ -576,7 +582,9 @@ HUGE = 99_999_999_999_999_999_999_999
         ),
         pytest.param({"server": {"shutdownDelay": "2h"}}, "server.shutdownDelay: '2h'", id="delay"),
         pytest.param(
-            {"server": {"maxExtensions": 1001}}, "server.maxExtensions: Expected `int` <= 1000", id="ext"
+            {"server": {"maxExtensions": 1001}},
+            "server.maxExtensions: Expected `int` <= 1000",
+            id="ext",
         ),
         pytest.param(
             {"topics": [{"name": "t", "retention": "0s"}]},
