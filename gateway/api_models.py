@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from gateway.settings import RawSubscription
+from gateway.settings import MAX_NAME, MAX_TEXT, Duration, Name, RawSubscription, Url
 
 
 class _Shape(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
@@ -42,8 +42,8 @@ class Topic(_Shape, frozen=True):
 
 
 class TopicBody(_Shape, frozen=True):
-    name: str | None = None
-    retention: str = "24h"
+    name: Name | None = None
+    retention: Duration = "24h"
 
 
 class TopicList(_Shape, frozen=True):
@@ -73,13 +73,17 @@ class SubscriptionList(_Shape, frozen=True):
     subscriptions: list[RawSubscription]
 
 
+MAX_IDS = 10_000  # event ids in one redrive or purge
+EventId = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+
+
 class DeadLetterSelection(_Shape, frozen=True):
     """Either `ids` (CloudEvent ids) or `all: true`; optionally only one subscription's."""
 
-    ids: list[str] | None = None
+    ids: Annotated[list[EventId], msgspec.Meta(min_length=1, max_length=MAX_IDS)] | None = None
     all: bool = False
-    subscription: str | None = None
-    reason: str | None = None
+    subscription: Name | None = None
+    reason: Annotated[str, msgspec.Meta(max_length=MAX_TEXT)] | None = None
 
 
 class RedriveResult(_Shape, frozen=True):
@@ -120,7 +124,7 @@ class ReloadResult(_Shape, frozen=True):
 class SubscriptionBody(RawSubscription, kw_only=True, frozen=True):
     """What PUT /v1/subscriptions/{name} takes: the spec, its name taken from the path."""
 
-    name: str | None = None  # type: ignore[assignment]
+    name: Name | None = None  # type: ignore[assignment]
 
 
 # -- Pretry (POST /v1/config, POST /v1/event): Pretry's own bodies, camelCase ----------------
@@ -131,17 +135,20 @@ MAX_PRETRY_HOURS = 8760.0  # a year between two attempts at most
 MAX_PRETRY_INTEGRATIONS = 20
 
 
+PretrySecret = Annotated[str, msgspec.Meta(max_length=4096)]
+
+
 class PretryHttpConfig(_Shape, frozen=True):
-    url: str
-    username: str | None = None
-    password: str | None = None  # a secret: masked in every answer
+    url: Url
+    username: Annotated[str, msgspec.Meta(max_length=MAX_NAME * 2)] | None = None
+    password: PretrySecret | None = None  # a secret: masked in every answer
 
 
 class PretrySqsConfig(_Shape, frozen=True):
-    url: str  # the queue URL
-    region: str | None = None
-    access_key: str | None = None  # secrets: masked in every answer
-    secret_key: str | None = None
+    url: Url  # the queue URL
+    region: Annotated[str, msgspec.Meta(max_length=MAX_TEXT)] | None = None
+    access_key: PretrySecret | None = None  # secrets: masked in every answer
+    secret_key: PretrySecret | None = None
 
 
 class PretryHttp(_Shape, frozen=True, tag_field="type", tag="HTTP"):
@@ -162,7 +169,10 @@ class PretryConfig(_Shape, frozen=True):
 
     identifier: Annotated[str, msgspec.Meta(pattern=PRETRY_IDENTIFIER)]
     max_retry: Annotated[int, msgspec.Meta(ge=1, le=MAX_PRETRY_RETRIES)]
-    retry_hours: list[Annotated[float, msgspec.Meta(ge=0, le=MAX_PRETRY_HOURS)]]
+    retry_hours: Annotated[
+        list[Annotated[float, msgspec.Meta(ge=0, le=MAX_PRETRY_HOURS)]],
+        msgspec.Meta(min_length=1, max_length=MAX_PRETRY_RETRIES),
+    ]
     integrations: Annotated[
         list[PretryHttp | PretrySqs],
         msgspec.Meta(min_length=1, max_length=MAX_PRETRY_INTEGRATIONS),
@@ -178,7 +188,7 @@ class PretryConfigView(PretryConfig, frozen=True):
 
 
 class PretryEvent(_Shape, frozen=True):
-    identifier: str
+    identifier: Annotated[str, msgspec.Meta(max_length=MAX_NAME)]
     event_body: Any  # any JSON value, delivered as it is
 
 

@@ -12,20 +12,28 @@ metadata service. Destinations are checked twice:
 
 Denied unless `egress.allowedNetworks` lists them: loopback, unspecified, link-local (cloud
 metadata), RFC 1918 private, CGNAT, benchmarking, TEST-NETs, reserved, multicast, ULA and
-site-local ranges, IPv4 embedded in IPv4-mapped, NAT64 and 6to4 addresses, and the names
-`localhost` and `metadata.google.internal`. In-cluster services live in private ranges: the
-operator allows their CIDRs explicitly (the Helm chart takes them as values).
+site-local ranges, IPv4 embedded in IPv4-mapped, IPv4-compatible, IPv4-translated, NAT64, 6to4
+and Teredo addresses, the names `localhost` and `*.localhost` (RFC 6761: loopback) and
+`metadata.google.internal`. In-cluster services live in private ranges: the operator allows
+their CIDRs explicitly (the Helm chart takes them as values).
+
+A host is judged as a client connects to it: IDNA (UTS 46) maps fullwidth digits and the
+ideographic full stops U+3002, U+FF0E and U+FF61 to ASCII first, as yarl does before aiohttp
+connects, so `127.0.0.1\uff0e` is 127.0.0.1. A percent-encoded host, a NUL or any other byte
+that is not part of a DNS name, a label over 63 characters or a name over 253 is refused.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
+import idna
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -56,10 +64,18 @@ DEFAULT_DENIED = (
     "fec0::/10",  # site-local (deprecated, still routed by some stacks)
     "ff00::/8",  # multicast
 )
-DENIED_NAMES = frozenset(
-    {"localhost", "localhost.localdomain", "ip6-localhost", "metadata.google.internal", "metadata"}
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+DENIED_NAMES = LOOPBACK_NAMES | {"metadata.google.internal", "metadata"}
+# IPv6 forms whose last 32 bits are an IPv4 address a stack may connect to.
+EMBEDDING_IPV4 = (
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64 (RFC 6052)
+    ipaddress.IPv6Network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215)
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (RFC 4291, deprecated): ::7f00:1
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (RFC 2765): ::ffff:0:7f00:1
 )
-NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+UNSPECIFIED, LOOPBACK = ipaddress.IPv6Address("::"), ipaddress.IPv6Address("::1")
+MAX_NAME = 253  # RFC 1035 2.3.4, without the trailing dot
+LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")  # 1-63; `_` as in SRV names
 
 
 class EgressDenied(ValueError):
@@ -96,11 +112,9 @@ class EgressPolicy:
 
     def allows_name(self, host: str) -> bool:
         name = host.rstrip(".").lower()
-        if name not in DENIED_NAMES:
-            return True
-        return name in ("localhost", "localhost.localdomain", "ip6-localhost") and self.allows(
-            ipaddress.IPv4Address("127.0.0.1")
-        )
+        if is_loopback_name(name):
+            return self.allows(ipaddress.IPv4Address("127.0.0.1"))
+        return name not in DENIED_NAMES
 
     def check_url(self, url: str) -> str:
         """The URL's host if the URL may be used; raises EgressDenied saying why not."""
@@ -117,6 +131,8 @@ class EgressPolicy:
 
 
 def url_host(url: str) -> str:
+    """The host `url` connects to, in the ASCII form a client uses (see the module doc);
+    raises EgressDenied when the URL or its host cannot be used."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -132,14 +148,55 @@ def url_host(url: str) -> str:
         )
     if not host:
         raise EgressDenied(f"{url!r} has no host")
+    return normal_host(host, url)
+
+
+def normal_host(host: str, url: str) -> str:
+    """`host` (lower case, from `urlsplit`) as a client connects to it: an IP literal as it
+    is, a name IDNA-mapped to ASCII and checked against DNS's syntax."""
+    if "%" in host:
+        raise EgressDenied(
+            f"{url!r} has a percent-encoded host ({unquote(host)!r} decoded); write the host"
+            " without percent-encoding"
+        )
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    if not host.isascii():
+        try:
+            host = idna.encode(host, uts46=True).decode("ascii")
+        except (idna.IDNAError, UnicodeError) as error:
+            raise EgressDenied(f"{url!r} does not have a valid host name: {error}") from None
+    _check_dns_name(host, url)
     return host
+
+
+def _check_dns_name(host: str, url: str) -> None:
+    name = host.removesuffix(".")
+    if len(name) > MAX_NAME:
+        raise EgressDenied(f"{url!r} has a host name over {MAX_NAME} characters")
+    for label in name.split("."):
+        if not LABEL.fullmatch(label):
+            raise EgressDenied(
+                f"{url!r} does not have a valid host name: {label[:70]!r} is not a DNS label"
+                " (1-63 letters, digits, '-' or '_')"
+            )
+
+
+def is_loopback_name(host: str) -> bool:
+    """`localhost`, its usual aliases and every name under `.localhost` (RFC 6761 6.3)."""
+    name = host.rstrip(".").lower()
+    return name in LOOPBACK_NAMES or name.endswith(".localhost")
 
 
 def literal_address(host: str) -> Address | None:
     """The address a literal host names, including the spellings a resolver accepts that
-    `ipaddress` does not (127.1, 2130706433, 0x7f000001, 0177.0.0.1) and a trailing dot."""
+    `ipaddress` does not (127.1, 2130706433, 0x7f000001, 0177.0.0.1) and a trailing dot;
+    loopback names count as 127.0.0.1."""
     host = host.rstrip(".").lower()
-    if host in ("localhost", "localhost.localdomain", "ip6-localhost"):
+    if is_loopback_name(host):
         return ipaddress.ip_address("127.0.0.1")
     try:
         return ipaddress.ip_address(host)
@@ -147,7 +204,7 @@ def literal_address(host: str) -> Address | None:
         pass
     try:
         return ipaddress.IPv4Address(socket.inet_aton(host))
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the text
         return None
 
 
@@ -158,7 +215,9 @@ def _with_embedded(address: Address) -> list[Address]:
             found.append(address.ipv4_mapped)
         if address.sixtofour is not None:
             found.append(address.sixtofour)
-        if any(address in prefix for prefix in NAT64):  # the IPv4 address is the last 32 bits
+        if address not in (UNSPECIFIED, LOOPBACK) and any(
+            address in prefix for prefix in EMBEDDING_IPV4
+        ):
             found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
         if address.teredo is not None:
             found.extend(address.teredo)

@@ -19,11 +19,20 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import __version__
-from gateway.api_models import Problem
+from gateway.api_models import PRETRY_IDENTIFIER, Problem
+from gateway.settings import MAX_NAME, NAME_PATTERN
 
 Handler = Callable[[Request], Awaitable[Response]]
 PROBLEM = "application/problem+json"
 _PATH_PARAM = re.compile(r"{([a-z]+)}")
+_NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": NAME_PATTERN}
+# What each path parameter may be (the handlers' own checks: a name outside it is a 400 to a
+# PUT, a 404 to the rest).
+PATH_SCHEMAS: Mapping[str, Mapping[str, Any]] = {
+    "name": _NAME,
+    "topic": _NAME,
+    "identifier": {"type": "string", "minLength": 1, "maxLength": 80, "pattern": PRETRY_IDENTIFIER},
+}
 
 
 @dataclass(frozen=True)
@@ -117,7 +126,8 @@ def _responses(op: Operation, refs: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 def _path_parameter(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+    schema = dict(PATH_SCHEMAS.get(name, {"type": "string"}))
+    return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
 def _query_parameter(query: Query) -> dict[str, Any]:

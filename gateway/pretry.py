@@ -45,6 +45,7 @@ from gateway.problems import Conflict, InvalidRequest, NotFound
 from gateway.receiver import Receiver
 from gateway.settings import (
     PRETRY_PREFIX,
+    RETENTION,
     ConfigError,
     RawBasicAuth,
     RawDestination,
@@ -113,7 +114,15 @@ def plan(config: shapes.PretryConfig) -> Plan:
             " the hours before each retry",
             field="retryHours",
         )
-    topic = TopicSettings(topic_name(identifier), DAY + sum(hours) * HOUR)
+    retention = DAY + sum(hours) * HOUR
+    if not RETENTION.holds(retention):
+        raise InvalidRequest(
+            f"retryHours add up to {sum(hours):g} hours; the whole schedule must end within"
+            f" {(RETENTION.high - DAY) / HOUR:g} hours (a topic keeps events"
+            f" {RETENTION.high / DAY:g} days at most, 24 h past the schedule)",
+            field="retryHours",
+        )
+    topic = TopicSettings(topic_name(identifier), retention)
     dead = TopicSettings(dead_letter_topic_name(identifier), DEAD_LETTER_RETENTION)
     specs = tuple(
         RawSubscription(
@@ -309,7 +318,7 @@ class PretryApi:
         config = decode_body(await request.body(), shapes.PretryConfig)
         mapped = plan(config)
         built = [await self._build(mapped, index) for index in range(len(mapped.subscriptions))]
-        created = self._load(config.identifier) is None
+        created = not self._stored(config.identifier)
         await self._topics.put(self._kept(mapped.topic))
         await self._topics.put(mapped.dead_letter_topic)
         for subscription in built:
@@ -346,7 +355,9 @@ class PretryApi:
             return await self._delete_config_serialized(request)
 
     async def _delete_config_serialized(self, request: Request) -> Response:
-        identifier = self._existing(request.path_params["identifier"]).identifier
+        identifier = request.path_params["identifier"]
+        if not self._stored(identifier):  # not `_existing`: a config no longer valid goes too
+            raise NotFound(f"no Pretry configuration for identifier {identifier!r}")
         names = self._integrations(identifier)
         topics = [topic_name(identifier), dead_letter_topic_name(identifier)]
         others = sorted(
@@ -417,10 +428,26 @@ class PretryApi:
 
     # -- storage -----------------------------------------------------------------------------
 
+    def _stored(self, identifier: str) -> bool:
+        if not IDENTIFIER.fullmatch(identifier):  # no such key (nor one LMDB could hold)
+            return False
+        key = _key(identifier)
+        return self._store.read(lambda txn: txn.get(key, db=self._store.db["meta"])) is not None
+
     def _load(self, identifier: str) -> shapes.PretryConfig | None:
+        if not IDENTIFIER.fullmatch(identifier):
+            return None
         key = _key(identifier)
         value = self._store.read(lambda txn: txn.get(key, db=self._store.db["meta"]))
-        return None if value is None else msgspec.json.decode(value, type=shapes.PretryConfig)
+        if value is None:
+            return None
+        try:
+            return msgspec.json.decode(value, type=shapes.PretryConfig)
+        except msgspec.ValidationError as error:  # saved before a range was enforced
+            raise Conflict(
+                f"the stored Pretry configuration {identifier!r} is no longer valid ({error});"
+                " POST /v1/config to replace it"
+            ) from None
 
     async def _save(self, config: shapes.PretryConfig) -> None:
         key, value = _key(config.identifier), msgspec.json.encode(config)

@@ -19,7 +19,11 @@ from gateway.backoff import RetryPolicy
 from gateway.egress import EgressPolicy
 from gateway.filters import Filter, FilterError, compile_filters
 from gateway.settings import (
+    ACK_DEADLINE,
     DEFAULT_TOPIC,
+    DELAY,
+    MAX_CONCURRENCY,
+    MAX_DELIVERY_ATTEMPTS,
     TOPIC_NAME,
     ConfigError,
     RawRetryPolicy,
@@ -34,8 +38,6 @@ from gateway.targets import Target, build_target
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.subscriptions")
-MAX_ACK_DEADLINE = 600.0
-MAX_DELIVERY_DELAY = 365 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,26 +113,20 @@ def _filter(spec: list[dict[str, Any]], path: str) -> Filter:
 
 
 def _ack_deadline(text: str, path: str) -> float:
-    seconds = duration_at(path, text)
-    if not 0 < seconds <= MAX_ACK_DEADLINE:
-        raise ConfigError(f"{path}: {text!r} must be more than 0 and at most 600s")
-    return seconds
+    return duration_at(path, text, ACK_DEADLINE)
 
 
 def _delivery_delay(text: str | None, path: str) -> float:
-    seconds = 0.0 if text is None else duration_at(path, text)
-    if seconds > MAX_DELIVERY_DELAY:
-        raise ConfigError(f"{path}: {text!r} is longer than 365d")
-    return seconds
+    return 0.0 if text is None else duration_at(path, text, DELAY)
 
 
 def _retry_policy(raw: RawRetryPolicy, path: str) -> RetryPolicy:
-    minimum = duration_at(f"{path}.minimumBackoff", raw.minimum_backoff)
-    maximum = duration_at(f"{path}.maximumBackoff", raw.maximum_backoff)
+    minimum = duration_at(f"{path}.minimumBackoff", raw.minimum_backoff, DELAY)
+    maximum = duration_at(f"{path}.maximumBackoff", raw.maximum_backoff, DELAY)
     if minimum > maximum:
         raise ConfigError(f"{path}.minimumBackoff: {raw.minimum_backoff!r} exceeds maximumBackoff")
     schedule = tuple(
-        duration_at(f"{path}.schedule[{index}]", delay)
+        duration_at(f"{path}.schedule[{index}]", delay, DELAY)
         for index, delay in enumerate(raw.schedule or ())
     )
     if raw.schedule is not None and not schedule:
@@ -141,14 +137,17 @@ def _retry_policy(raw: RawRetryPolicy, path: str) -> RetryPolicy:
 
 
 def _max_attempts(raw: RawSubscription, path: str, dead_letter_topic: str | None) -> int | None:
+    # The range (1 to MAX_DELIVERY_ATTEMPTS) is the field's, checked as the spec is decoded;
+    # checked again here for a spec built in code.
     if raw.max_delivery_attempts is None:
         return 5 if dead_letter_topic else None
-    if raw.max_delivery_attempts < 1:
-        raise ConfigError(f"{path}.maxDeliveryAttempts: must be at least 1")
-    return raw.max_delivery_attempts
+    return _in_range(
+        raw.max_delivery_attempts, 1, MAX_DELIVERY_ATTEMPTS, f"{path}.maxDeliveryAttempts"
+    )
 
 
 def _permanent_codes(codes: list[int] | None, path: str) -> frozenset[int] | None:
+    # Only 4xx statuses can be made permanent; the items' range is also the field's.
     if codes is None:
         return None
     for index, code in enumerate(codes):
@@ -158,8 +157,12 @@ def _permanent_codes(codes: list[int] | None, path: str) -> frozenset[int] | Non
 
 
 def _max_concurrency(value: int, path: str) -> int:
-    if not 1 <= value <= 1000:
-        raise ConfigError(f"{path}: must be from 1 to 1000")
+    return _in_range(value, 1, MAX_CONCURRENCY, path)
+
+
+def _in_range(value: int, low: int, high: int, path: str) -> int:
+    if not low <= value <= high:
+        raise ConfigError(f"{path}: {value} is out of range; use {low} to {high}")
     return value
 
 
@@ -243,7 +246,9 @@ class SubscriptionRegistry:
         self.mutations = asyncio.Lock()
 
     def load(self) -> None:
-        """Compile what the store holds; one that no longer validates is logged and skipped."""
+        """Compile what the store holds; one that no longer validates (or no longer decodes,
+        as a spec saved before a range was enforced) is logged and skipped, so it never
+        stops a start nor makes a listing fail."""
         for raw in self._store.read(_stored_specs(self._store)):
             try:
                 subscription = build_subscription(raw, raw.name, self._topic_exists, self.egress)
@@ -343,6 +348,15 @@ class SubscriptionRegistry:
 def _stored_specs(store: LmdbStore) -> Callable[[Any], list[RawSubscription]]:
     def run(txn: Any) -> list[RawSubscription]:
         rows = scan_prefix(txn, store.db["meta"], keys.SUBSCRIPTION_PREFIX)
-        return [msgspec.json.decode(value, type=RawSubscription) for _, value in rows]
+        return [spec for key, value in rows if (spec := _decoded(key, value)) is not None]
 
     return run
+
+
+def _decoded(key: bytes, value: bytes) -> RawSubscription | None:
+    try:
+        return msgspec.json.decode(value, type=RawSubscription)
+    except (msgspec.ValidationError, msgspec.DecodeError) as error:
+        name = bytes(key).removeprefix(keys.SUBSCRIPTION_PREFIX).decode(errors="replace")
+        log.error("stored subscription %s is invalid and was skipped: %s", name, error)
+        return None

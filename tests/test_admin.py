@@ -587,3 +587,163 @@ async def test_every_admin_error_is_problem_json(gateway: RunningGateway) -> Non
     assert_problem(await client.post("/v1/topics"), 405, "method-not-allowed")
     assert_problem(await client.patch("/v1/subscriptions/x", json={}), 405, "method-not-allowed")
     assert_problem(await client.get("/v1/nothing"), 404, "not-found")
+
+
+# -- poison input (issue 19: F3, F4, retention) -------------------------------------------------
+
+DEEP = b"[" * 100_000  # a RecursionError in the JSON decoder before (a 500)
+NESTED_200 = b"[" * 200 + b"]" * 200  # valid JSON deeper than jsonsafe.MAX_DEPTH (128)
+ADMIN_BODIES = [
+    pytest.param("PUT", "/v1/subscriptions/s1", b'{"filters":', id="subscription"),
+    pytest.param("PUT", "/v1/subscriptions/s1", b'{"topic": "orders", "x":', id="subscription-key"),
+    pytest.param("PUT", "/v1/topics/t1", b'{"retention":', id="topic"),
+    pytest.param("POST", "/v1/topics/orders-dead/events:redrive", b'{"ids":', id="redrive"),
+    pytest.param("POST", "/v1/topics/orders-dead/events:purge", b'{"ids":', id="purge"),
+    pytest.param("POST", "/v1/config", b'{"integrations":', id="pretry-config"),
+    pytest.param("POST", "/v1/event", b'{"identifier": "p", "eventBody":', id="pretry-event"),
+]
+
+
+@pytest.mark.parametrize(
+    "tail", [pytest.param(DEEP, id="100000"), pytest.param(NESTED_200, id="200")]
+)
+@pytest.mark.parametrize(("method", "path", "head"), ADMIN_BODIES)
+async def test_deeply_nested_admin_bodies_are_400_and_store_nothing(
+    tmp_path: Path, method: str, path: str, head: bytes, tail: bytes
+) -> None:
+    async with run_gateway(admin_settings(tmp_path)) as gw:
+        before = [
+            (await gw.client.get(listing)).json() for listing in ("/v1/topics", "/v1/subscriptions")
+        ]
+        body = head + tail + (b"}" if tail is NESTED_200 else b"")
+        response = await gw.client.request(
+            method, path, content=body, headers={"content-type": "application/json"}
+        )
+        problem = assert_problem(response, 400, "invalid-request")
+        assert problem["field"] == "body", problem
+        after = [
+            (await gw.client.get(listing)).json() for listing in ("/v1/topics", "/v1/subscriptions")
+        ]
+        assert after == before
+        assert_problem(await gw.client.get("/v1/config/p"), 404, "not-found")
+
+
+HUGE = 99_999_999_999_999_999_999_999  # F4: saved, then every listing a 500, even after restart
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param(
+            spec(URL, maxDeliveryAttempts=HUGE), "maxDeliveryAttempts", id="attempts-huge"
+        ),
+        pytest.param(
+            spec(URL, maxDeliveryAttempts=10_001), "maxDeliveryAttempts", id="attempts-10001"
+        ),
+        pytest.param(spec(URL, maxConcurrency=HUGE), "maxConcurrency", id="concurrency-huge"),
+        pytest.param(spec(URL, maxConcurrency=1001), "maxConcurrency", id="concurrency-1001"),
+        pytest.param(
+            spec(URL, permanentStatusCodes=[HUGE]), "permanentStatusCodes[0]", id="status-huge"
+        ),
+        pytest.param(
+            spec(URL, permanentStatusCodes=[399]), "permanentStatusCodes[0]", id="status-399"
+        ),
+        pytest.param(
+            spec(URL, permanentStatusCodes=[400] * 101), "permanentStatusCodes", id="status-101"
+        ),
+        pytest.param(spec(URL, ackDeadline="601s"), "ackDeadline", id="ack-deadline-601s"),
+        pytest.param(spec(URL, ackDeadline="9" * 60 + "h"), "ackDeadline", id="ack-deadline-huge"),
+        pytest.param(
+            spec(URL, retryPolicy={"maximumBackoff": "366d"}),
+            "retryPolicy.maximumBackoff",
+            id="backoff-366d",
+        ),
+        pytest.param(
+            spec(URL, retryPolicy={"minimumBackoff": "99999999999999999999h"}),
+            "retryPolicy.minimumBackoff",
+            id="backoff-huge",
+        ),
+        pytest.param(
+            spec(URL, retryPolicy={"schedule": ["1h", "400d"]}),
+            "retryPolicy.schedule[1]",
+            id="schedule-400d",
+        ),
+        pytest.param(
+            spec(URL, retryPolicy={"schedule": ["1s"] * 101}),
+            "retryPolicy.schedule",
+            id="schedule-101",
+        ),
+        pytest.param(spec(URL, deliveryDelay="366d"), "deliveryDelay", id="delivery-delay-366d"),
+        pytest.param(
+            spec(URL, filters=[{"exact": {"type": "a"}}] * 101), "filters", id="filters-101"
+        ),
+        pytest.param(spec("http://127.0.0.1:9/" + "x" * 2048), "destination.http.url", id="url"),
+    ],
+)
+async def test_out_of_range_fields_are_400_naming_the_field_and_store_nothing(
+    tmp_path: Path, body: dict[str, Any], field: str
+) -> None:
+    async with run_gateway(admin_settings(tmp_path)) as gw:
+        response = await gw.client.put("/v1/subscriptions/s1", json=body)
+        problem = assert_problem(response, 400, "invalid-request")
+        assert problem["field"] == field, problem
+        listed = await gw.client.get("/v1/subscriptions")
+        assert listed.status_code == 200
+        assert listed.json() == {"subscriptions": []}
+        assert_problem(await gw.client.get("/v1/subscriptions/s1"), 404, "not-found")
+        assert (
+            gw.store.read(lambda txn: txn.get(b"subscription/s1", db=gw.store.db["meta"])) is None
+        )
+
+
+async def test_edges_of_the_ranges_are_accepted(tmp_path: Path) -> None:
+    body = spec(
+        URL,
+        maxDeliveryAttempts=10_000,
+        maxConcurrency=1000,
+        permanentStatusCodes=[400, 499],
+        ackDeadline="600s",
+        retryPolicy={"minimumBackoff": "0s", "maximumBackoff": "365d"},
+        deliveryDelay="365d",
+    )
+    async with run_gateway(admin_settings(tmp_path)) as gw:
+        response = await gw.client.put("/v1/subscriptions/s1", json=body)
+        assert response.status_code == 201, response.text
+        assert (await gw.client.put("/v1/topics/t1", json={"retention": "1s"})).status_code == 201
+        assert (
+            await gw.client.put("/v1/topics/t2", json={"retention": "3650d"})
+        ).status_code == 201
+
+
+async def test_a_stored_spec_that_no_longer_decodes_is_skipped_not_a_500(tmp_path: Path) -> None:
+    """F4 after a restart: a row saved before the ranges (maxDeliveryAttempts 10^23) made every
+    listing a 500. It is now skipped at start (and logged); the others are served."""
+    settings = admin_settings(tmp_path)
+    async with run_gateway(settings) as gw:
+        assert (await gw.client.put("/v1/subscriptions/good", json=spec(URL))).status_code == 201
+        bad = {**subscription("bad", URL), "maxDeliveryAttempts": HUGE}
+        row = httpx.Response(200, json=bad).content  # JSON with the 23-digit integer as is
+        await gw.store.write(lambda txn: txn.put(b"subscription/bad", row, db=gw.store.db["meta"]))
+    async with run_gateway(settings) as gw:
+        listed = await gw.client.get("/v1/subscriptions")
+        assert listed.status_code == 200, listed.text
+        assert [item["name"] for item in listed.json()["subscriptions"]] == ["good"]
+        assert_problem(await gw.client.get("/v1/subscriptions/bad"), 404, "not-found")
+        # ... and it can be replaced with a valid spec.
+        response = await gw.client.put("/v1/subscriptions/bad", json=spec(URL))
+        assert response.status_code in (200, 201), response.text
+        assert (await gw.client.get("/v1/subscriptions")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "retention",
+    ["0s", "0ms", "999ms", "PT0S", "3651d", "9" * 60 + "h"],
+)
+async def test_topic_retention_outside_1s_to_3650d_is_400(
+    gateway: RunningGateway, retention: str
+) -> None:
+    response = await gateway.client.put("/v1/topics/t1", json={"retention": retention})
+    problem = assert_problem(response, 400, "invalid-request")
+    assert problem["field"] == "retention", problem
+    assert "at least 1s and at most 3650d" in problem["detail"]
+    assert_problem(await gateway.client.get("/v1/topics/t1"), 404, "not-found")

@@ -6,6 +6,7 @@ that is not http(s) with a host. Private ranges are allowed by default at this s
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 import pytest
@@ -249,3 +250,99 @@ def test_config_bad_cidr_names_egress(egress: dict[str, list[str]]) -> None:
 def test_config_egress_unknown_key_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"egress"):
         parse_config({"egress": {"allowNetworks": ["127.0.0.1/32"]}})
+
+
+# -- spellings of a denied host (issue 19, F7) and hosts that are no host at all (F8) ----------
+
+LOOPBACK_SPELLINGS = [
+    pytest.param("http://[::7f00:1]/", id="v4-compatible"),
+    pytest.param("http://[::127.0.0.1]/", id="v4-compatible-dotted"),
+    pytest.param("http://[::ffff:0:7f00:1]/", id="v4-translated"),
+    pytest.param("http://[64:ff9b::7f00:1]/", id="nat64"),
+    pytest.param("http://127.0.0.1\uff0e/", id="fullwidth-trailing-dot"),
+    pytest.param("http://127\u30020\u30020\u30021/", id="ideographic-dots"),
+    pytest.param("http://\uff11\uff12\uff17.0.0.1/", id="fullwidth-digits"),
+    pytest.param("http://localhost\u3002/", id="localhost-ideographic-dot"),
+    pytest.param("http://foo.localhost/", id="sub-localhost"),
+    pytest.param("http://a.b.LOCALHOST./", id="sub-localhost-upper-dot"),
+]
+
+
+@pytest.mark.parametrize("url", LOOPBACK_SPELLINGS)
+def test_spellings_of_loopback_are_refused_by_default(url: str) -> None:
+    with pytest.raises(EgressDenied, match="egress policy denies"):
+        EgressPolicy().check_url(url)
+
+
+@pytest.mark.parametrize("url", LOOPBACK_SPELLINGS)
+def test_spellings_of_loopback_are_allowed_when_loopback_is(url: str) -> None:
+    """Judged as the address a client connects to: allowing 127.0.0.1 allows them all."""
+    EgressPolicy.from_lists(["127.0.0.1/32"], []).check_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        pytest.param("http://%31%32%37.0.0.1/", "percent-encoded host ('127.0.0.1'", id="percent"),
+        pytest.param("http://exa%6Dple.com/", "percent-encoded", id="percent-name"),
+        pytest.param("http://a\x00b/", "not a DNS label", id="nul"),
+        pytest.param("http://127.0.0.1\x00.example.com/", "not a DNS label", id="nul-after-ip"),
+        pytest.param("http://" + "a" * 64 + ".com/", "not a DNS label", id="label-64"),
+        pytest.param("http://a..com/", "not a DNS label", id="empty-label"),
+        pytest.param("http://" + ("a" * 50 + ".") * 5 + "com/", "over 253", id="name-254"),
+        pytest.param("http://ex ample.com/", "not a DNS label", id="space"),
+        pytest.param("http://\u00e9" * 1 + "x" * 70 + ".com/", "valid host name", id="idna-label"),
+    ],
+)
+def test_hosts_that_are_no_dns_name_are_refused(url: str, reason: str) -> None:
+    with pytest.raises(EgressDenied) as caught:
+        EgressPolicy.from_lists(["0.0.0.0/0", "::/0"], []).check_url(url)
+    assert reason in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://" + "a" * 63 + ".com/",
+        "http://" + ("a" * 62 + ".") * 3 + "a" * 63 + "/",  # 252 characters
+        "http://_dmarc.example.com/",
+        "https://b\u00fccher.example/",  # IDNA: xn--bcher-kva.example
+        "http://Example.COM./",
+    ],
+)
+def test_names_within_dns_limits_are_allowed(url: str) -> None:
+    EgressPolicy().check_url(url)
+
+
+def test_every_loopback_form_is_denied_where_a_push_connects_too() -> None:
+    """The connect-time check (PolicyResolver) uses the same judgement of addresses."""
+    policy = EgressPolicy()
+    for address in ("::7f00:1", "::ffff:0:7f00:1", "64:ff9b::a9fe:a9fe"):
+        assert not policy.allows(ipaddress.ip_address(address)), address
+    assert policy.allows(ipaddress.ip_address("2001:db8::7f00:1"))  # no IPv4 inside
+    assert not policy.allows_name("foo.localhost")
+    assert policy.allows_name("localhost.example.com")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        *LOOPBACK_SPELLINGS,
+        pytest.param("http://%31%32%37.0.0.1/", id="percent"),
+        pytest.param("http://a\x00b/", id="nul"),
+        pytest.param("http://" + "a" * 64 + ".com/", id="label-64"),
+        pytest.param("http://" + ("a" * 50 + ".") * 5 + "com/", id="name-254"),
+    ],
+)
+async def test_api_refuses_them_at_save_time_naming_the_url(tmp_path: Path, url: str) -> None:
+    async with run_gateway(make_settings(tmp_path / "data")) as gw:
+        response = await gw.client.put("/v1/subscriptions/s1", json=subscription("s1", url))
+        problem = assert_problem(response, 400, "invalid-request")
+        assert problem["field"] == "destination.http.url"
+        assert (await gw.client.get("/v1/subscriptions")).json() == {"subscriptions": []}
+
+
+def test_config_refuses_them_naming_the_key_path() -> None:
+    for url in ("http://[::ffff:0:7f00:1]/", "http://foo.localhost/", "http://a\x00b/"):
+        with pytest.raises(ConfigError, match=r"^subscriptions\[1\]\.destination\.http\.url: "):
+            validate_settings(parse_config(config_with(url)))

@@ -31,7 +31,7 @@ import orjson
 import pytest
 import schemathesis
 from aiohttp.abc import AbstractResolver, ResolveResult
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -373,6 +373,7 @@ EVENT = st.fixed_dictionaries(
     },
     optional={"data": st.integers() | st.text(max_size=20), "subject": st.text(max_size=10)},
 )
+EDGE_INTEGERS = st.sampled_from([10**23, 2**64, 10_001, 10_000, 1001, 1000, 1, 0]) | st.integers()
 SUBSCRIPTION_SPEC = st.fixed_dictionaries(
     {
         "topic": st.just("default"),
@@ -386,6 +387,16 @@ SUBSCRIPTION_SPEC = st.fixed_dictionaries(
         "topic": "orders",
         "destination": {"http": {"url": "http://subscriber.invalid/q"}},
         "deadLetterTopic": "orders-dead",
+    }
+)
+# One numeric field at a time, at, inside and past the edges of its documented range, integers
+# of any size: 10^23 was stored with a 500 and made every later listing a 500 (issue 19, F4).
+RANGED_FIELDS = ("maxDeliveryAttempts", "maxConcurrency", "permanentStatusCodes")
+SUBSCRIPTION_SPEC |= st.tuples(st.sampled_from(RANGED_FIELDS), EDGE_INTEGERS).map(
+    lambda chosen: {
+        "topic": "default",
+        "destination": {"http": {"url": "http://subscriber.invalid/r"}},
+        chosen[0]: [chosen[1]] if chosen[0] == "permanentStatusCodes" else chosen[1],
     }
 )
 PRETRY_IDENTIFIERS = ("p-seed", "p-new")
@@ -444,17 +455,45 @@ def cases(operation: Any, mode: GenerationMode) -> st.SearchStrategy[Any]:
     valid = VALID_REQUESTS.get((operation.method.upper(), operation.path))
     if valid is not None and mode is GenerationMode.POSITIVE:
         names, bodies, media_type = valid
-        strategies.append(
-            st.tuples(st.sampled_from(names or ("",)), bodies).flatmap(
-                lambda chosen: operation.as_strategy(
-                    generation_mode=mode,
-                    path_parameters=dict.fromkeys(params, chosen[0]),
-                    body=chosen[1],
-                    media_type=media_type,
-                )
+        accepted = st.tuples(st.sampled_from(names or ("",)), bodies).flatmap(
+            lambda chosen: operation.as_strategy(
+                generation_mode=mode,
+                path_parameters=dict.fromkeys(params, chosen[0]),
+                body=chosen[1],
+                media_type=media_type,
             )
         )
+        strategies.append(accepted)
     return st.one_of(strategies)
+
+
+F4_BODY = {"topic": "default", "destination": {"http": {"url": "http://subscriber.invalid/f4"}}}
+# Requests every run sends (as explicit examples): values past the documented ranges in bodies
+# that are otherwise accepted. `maxDeliveryAttempts: 10^23` was stored although the answer was
+# a 500, and every later listing was a 500 too (issue 19, F4); `reset` lists them.
+EDGE_CASES: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = {
+    ("PUT", "/v1/subscriptions/{name}"): [
+        ("s-new", {**F4_BODY, "maxDeliveryAttempts": 10**23}),
+        ("s-new", {**F4_BODY, "maxDeliveryAttempts": 10_001}),
+        ("s-new", {**F4_BODY, "maxConcurrency": 2**64}),
+        ("s-new", {**F4_BODY, "permanentStatusCodes": [10**23]}),
+        ("s-new", {**F4_BODY, "retryPolicy": {"maximumBackoff": "99999999999999999999h"}}),
+    ],
+    ("PUT", "/v1/topics/{name}"): [("t-new", {"retention": "0s"})],
+    ("POST", "/v1/config"): [("", {**PRETRY_SEED, "maxRetry": 10**23})],
+}
+
+
+def edge_cases(operation: Any, mode: GenerationMode) -> list[Any]:
+    if mode is not GenerationMode.POSITIVE:
+        return []
+    params = re.findall(r"{(\w+)}", operation.path)
+    return [
+        operation.Case(
+            path_parameters=dict.fromkeys(params, name), body=body, media_type="application/json"
+        )
+        for name, body in EDGE_CASES.get((operation.method.upper(), operation.path), [])
+    ]
 
 
 def reset(live: LiveGateway, client: httpx.Client) -> None:
@@ -560,6 +599,40 @@ async def test_names_with_a_trailing_newline_are_refused(tmp_path: Path, resourc
         assert_problem(response, 400, "invalid-request")
 
 
+async def test_document_carries_the_limits(tmp_path: Path) -> None:
+    """So schemathesis generates the values at and past the edges (issue 19): the ranges of
+    the fields, the lengths of strings and lists, and the names' pattern."""
+    async with run_gateway(make_settings(tmp_path / "data")) as gw:
+        spec = (await gw.client.get("/openapi.json")).json()
+    schemas = spec["components"]["schemas"]
+    fields = schemas["SubscriptionSpec"]["properties"]
+    assert fields["maxDeliveryAttempts"]["anyOf"][0] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 10_000,
+    }
+    assert fields["maxConcurrency"]["minimum"] == 1
+    assert fields["maxConcurrency"]["maximum"] == 1000
+    codes = fields["permanentStatusCodes"]["anyOf"][0]
+    assert codes["items"] == {"type": "integer", "minimum": 400, "maximum": 499}
+    assert codes["maxItems"] == 100
+    assert fields["filters"]["maxItems"] == 100
+    assert fields["ackDeadline"]["maxLength"] == 64
+    assert fields["name"]["maxLength"] == 100
+    assert fields["name"]["pattern"] == "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+    schedule = schemas["RetryPolicySpec"]["properties"]["schedule"]["anyOf"][0]
+    assert schedule["maxItems"] == 100
+    assert schemas["HttpDestinationSpec"]["properties"]["url"]["maxLength"] == 2048
+    assert schemas["TopicBody"]["properties"]["retention"]["maxLength"] == 64
+    pretry = schemas["PretryConfig"]["properties"]
+    assert pretry["retryHours"]["maxItems"] == 100
+    assert pretry["maxRetry"]["maximum"] == 100
+    parameters = spec["paths"]["/v1/subscriptions/{name}"]["put"]["parameters"]
+    assert parameters[0]["schema"]["pattern"] == fields["name"]["pattern"]
+    parameters = spec["paths"]["/v1/config/{identifier}"]["get"]["parameters"]
+    assert parameters[0]["schema"]["maxLength"] == 80
+
+
 def request_schema(spec: dict[str, Any], method: str, path: str) -> tuple[bool, dict[str, Any]]:
     """Whether the operation's request body is required, and its JSON schema (refs resolvable)."""
     body = spec["paths"][path][method]["requestBody"]
@@ -613,6 +686,8 @@ def test_schemathesis_every_operation_positive_and_negative(
                 live.ledger.record_case(case, response)
                 case.validate_response(response, checks=CHECKS)
 
+            for edge in edge_cases(operation, mode):
+                run = example(case=edge)(run)
             try:
                 run()
             except hypothesis.errors.Unsatisfiable:

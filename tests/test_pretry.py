@@ -254,6 +254,13 @@ HTTP_OK = integration("HTTP", url="http://127.0.0.1:9/hook")
         pytest.param({"identifier": "x" * 81}, "identifier", id="identifier-long"),
         pytest.param({"identifier": "a.b"}, "identifier", id="identifier-dot"),
         pytest.param({"maxRetry": "3"}, "maxRetry", id="max-retry-string"),
+        pytest.param({"maxRetry": 10**23, "retryHours": [1]}, "maxRetry", id="max-retry-huge"),
+        pytest.param(
+            {"maxRetry": 11, "retryHours": [8760.0] * 11},
+            "retryHours",
+            id="schedule-past-retention",
+        ),
+        pytest.param({"maxRetry": 1, "retryHours": [8761]}, "retryHours[0]", id="hours-8761"),
     ],
 )
 async def test_bad_configs_are_400_naming_the_field(
@@ -270,6 +277,9 @@ async def test_bad_configs_are_400_naming_the_field(
         ]
 
 
+NAN_EVENT = b'{"identifier": "identifier-1", "eventBody": {"x": NaN}}'
+
+
 async def test_bad_events_and_unknown_identifiers(tmp_path: Path) -> None:
     async with run_gateway(pretry_settings(tmp_path)) as gw:
         unknown = await gw.client.post("/v1/event", json=EVENT)
@@ -282,6 +292,10 @@ async def test_bad_events_and_unknown_identifiers(tmp_path: Path) -> None:
         assert assert_problem(extra, 400, "invalid-request")["field"] == "eventbody"
         not_json = await gw.client.post("/v1/event", content=b"{")
         assert_problem(not_json, 400, "invalid-request")
+        for body in (b'{"identifier": "identifier-1", "eventBody": ' + b"[" * 100_000, NAN_EVENT):
+            refused = await gw.client.post("/v1/event", content=body)
+            assert assert_problem(refused, 400, "invalid-request")["field"] == "body"
+        assert (await gw.client.get("/v1/topics/pretry.identifier-1/events")).json()["events"] == []
         assert_problem(await gw.client.get("/v1/config/nobody"), 404, "not-found")
         assert_problem(await gw.client.delete("/v1/config/nobody"), 404, "not-found")
 

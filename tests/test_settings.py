@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.settings import ConfigError, Settings, TopicSettings, load_config, parse_config
+from gateway.subscriptions import validate_settings
 
 REPO = Path(__file__).resolve().parent.parent
 DAY = 86400.0
@@ -534,3 +535,170 @@ def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
     path = write(tmp_path, b"server:\n  host: \xff\xfe\n")
     with pytest.raises(ConfigError, match="is not UTF-8 text"):
         load_config(path)
+
+
+# --- ranges (issue 19, F4): the same as the admin API's, naming the key path -------------------
+
+HUGE = 99_999_999_999_999_999_999_999
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param({"server": {"port": 0}}, "server.port: Expected `int` >= 1", id="port-0"),
+        pytest.param(
+            {"server": {"port": 65536}}, "server.port: Expected `int` <= 65535", id="port"
+        ),
+        pytest.param(
+            {"server": {"adminPort": HUGE}}, "server.adminPort: Expected `int`", id="admin"
+        ),
+        pytest.param({"server": {"maxBodySize": 0}}, "server.maxBodySize: Expected `int`", id="0b"),
+        pytest.param(
+            {"server": {"maxBodySize": "2GiB"}},
+            "server.maxBodySize: '2GiB' is out of range; use 1 bytes to 1GiB",
+            id="body-2GiB",
+        ),
+        pytest.param(
+            {"server": {"mapSize": "64KiB"}},
+            "server.mapSize: '64KiB' is out of range; use 1MiB to 16TiB",
+            id="map-64KiB",
+        ),
+        pytest.param(
+            {"server": {"maxMapSize": "17000GiB"}},
+            "server.maxMapSize: '17000GiB' is out of",
+            id="map",
+        ),
+        pytest.param({"server": {"maxMapSize": HUGE}}, "server.maxMapSize: Expected", id="map-int"),
+        pytest.param(
+            {"server": {"readTimeout": "0s"}},
+            "server.readTimeout: '0s' is out of range; use more than 0s and at most 1h",
+            id="read-0s",
+        ),
+        pytest.param(
+            {"server": {"keepAliveTimeout": "2h"}}, "server.keepAliveTimeout: '2h'", id="keep-2h"
+        ),
+        pytest.param(
+            {"server": {"gracefulTimeout": "61m"}}, "server.gracefulTimeout: '61m'", id="grace"
+        ),
+        pytest.param({"server": {"shutdownDelay": "2h"}}, "server.shutdownDelay: '2h'", id="delay"),
+        pytest.param(
+            {"server": {"maxExtensions": 1001}},
+            "server.maxExtensions: Expected `int` <= 1000",
+            id="ext",
+        ),
+        pytest.param(
+            {"topics": [{"name": "t", "retention": "0s"}]},
+            "topics[0].retention: '0s' is out of range; use at least 1s and at most 3650d",
+            id="retention-0s",
+        ),
+        pytest.param(
+            {"topics": [{"name": "t", "retention": "3651d"}]},
+            "topics[0].retention: '3651d' is out of range",
+            id="retention-3651d",
+        ),
+        pytest.param(
+            with_subscription(maxDeliveryAttempts=HUGE),
+            "subscriptions[0].maxDeliveryAttempts: Expected `int` <= 10000",
+            id="attempts-huge",
+        ),
+        pytest.param(
+            with_subscription(maxConcurrency=0),
+            "subscriptions[0].maxConcurrency: Expected `int` >= 1",
+            id="concurrency-0",
+        ),
+        pytest.param(
+            with_subscription(permanentStatusCodes=[600]),
+            "subscriptions[0].permanentStatusCodes[0]: Expected `int` <= 499",
+            id="status-600",
+        ),
+        pytest.param(
+            with_subscription(retryPolicy={"schedule": ["1s"] * 101}),
+            "subscriptions[0].retryPolicy.schedule: Expected `array` of length <= 100",
+            id="schedule-101",
+        ),
+        pytest.param(
+            {"egress": {"allowedNetworks": ["10.0.0.0/8"] * 101}},
+            "egress.allowedNetworks: Expected `array` of length <= 100",
+            id="networks-101",
+        ),
+    ],
+)
+def test_out_of_range_values_name_the_key_path(data: dict[str, Any], expected: str) -> None:
+    assert config_error(data).startswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        pytest.param(
+            {"ackDeadline": "601s"},
+            "subscriptions[0].ackDeadline: '601s' is out of range; use more than 0s and at most"
+            " 10m",
+            id="ack-deadline",
+        ),
+        pytest.param(
+            {"retryPolicy": {"maximumBackoff": "366d"}},
+            "subscriptions[0].retryPolicy.maximumBackoff: '366d' is out of range; use at least 0s"
+            " and at most 365d",
+            id="maximum-backoff",
+        ),
+        pytest.param(
+            {"retryPolicy": {"schedule": ["1h", "9999999999h"]}},
+            "subscriptions[0].retryPolicy.schedule[1]: '9999999999h' is out of range",
+            id="schedule-entry",
+        ),
+        pytest.param(
+            {"deliveryDelay": "400d"}, "subscriptions[0].deliveryDelay: '400d'", id="delivery-delay"
+        ),
+    ],
+)
+def test_out_of_range_durations_of_a_file_are_refused_at_validation(
+    tmp_path: Path, changes: dict[str, Any], expected: str
+) -> None:
+    """What `validate-config` and `serve` run: load_config, then validate_settings."""
+    import yaml
+
+    path = write(tmp_path, yaml.safe_dump(with_subscription(**changes)))
+    with pytest.raises(ConfigError) as info:
+        validate_settings(load_config(path))
+    assert str(info.value).startswith(expected)
+
+
+def test_a_huge_integer_in_a_file_names_its_key_path(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "subscriptions:\n- name: s\n  topic: default\n"
+        "  destination: {http: {url: 'https://example.com/'}}\n"
+        f"  maxDeliveryAttempts: {HUGE}\n",
+    )
+    with pytest.raises(ConfigError, match=r"^subscriptions\[0\]\.maxDeliveryAttempts: "):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("topics: " + "[" * 100_000, id="100000-unclosed"),
+        pytest.param("topics: " + "[" * 200 + "]" * 200, id="200"),
+        pytest.param("topics: &a [*a]\n", id="cycle"),
+    ],
+)
+def test_a_file_nested_too_deep_is_a_config_error(tmp_path: Path, text: str) -> None:
+    """PyYAML composes recursively: 100,000 brackets were a RecursionError (a traceback)."""
+    with pytest.raises(ConfigError, match="nests deeper than 128 levels"):
+        load_config(write(tmp_path, text))
+
+
+def test_yaml_aliases_are_walked_once_per_level(tmp_path: Path) -> None:
+    """Shared nodes (a "billion laughs" of aliases) do not make the depth check blow up."""
+    lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1]"]
+    for level in range(1, 30):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 8) + "]")
+    message = config_error_file(tmp_path, "\n".join(lines))
+    assert "unknown field `a0`" in message
+
+
+def config_error_file(tmp_path: Path, text: str) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    return str(info.value)

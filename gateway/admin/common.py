@@ -9,11 +9,11 @@ import re
 from typing import Any, TypeVar
 
 import msgspec
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.egress import EgressDenied, PolicyResolver, literal_address, url_host
+from gateway.jsonsafe import loads_limited
 from gateway.openapi import Query
 from gateway.problems import InvalidRequest
 from gateway.settings import ConfigError, msgspec_field, msgspec_path
@@ -30,12 +30,19 @@ PAGE_QUERY = (
 
 
 def json_response(content: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(content), status_code=status, media_type="application/json")
+    # msgspec, not orjson: it encodes integers of any size, so no value that got past the
+    # checks can make an answer (a listing) fail.
+    return Response(msgspec.json.encode(content), status_code=status, media_type="application/json")
 
 
 def decode_body(body: bytes, shape: type[S]) -> S:
+    """An admin JSON body as `shape`: first held to the client-JSON rules (no NaN or Infinity,
+    at most `jsonsafe.MAX_DEPTH` levels deep: deeper was a RecursionError), then decoded, so
+    a message names the field and the range it breaks."""
+    body = body or b"{}"
+    loads_limited(body, what="body")
     try:
-        return msgspec.json.decode(body or b"{}", type=shape)
+        return msgspec.json.decode(body, type=shape)
     except msgspec.ValidationError as error:
         raise InvalidRequest(msgspec_path(error), field=msgspec_field(error)) from None
     except msgspec.DecodeError as error:
