@@ -7,9 +7,11 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP) system-deps
 
-# Tools the tests run that come from Debian: promtool (package prometheus) checks /metrics.
+# Tools the tests run that come from Debian: promtool (package prometheus) checks /metrics;
+# chromium is the browser the console tests drive with Playwright (its own download fails here).
 system-deps:
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV) && $(PY) -m pip install -q --upgrade pip && $(PY) -m pip install -q -e '.[dev]' && touch $(STAMP)
