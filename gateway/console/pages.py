@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from gateway.app import Gateway
 
 STATES = ("failing", "degraded", "healthy", "idle")  # the overview's order
-RECENT = 5  # minutes that decide "failing"
+RECENT = 15  # minutes in which the latest busy one decides "failing" (backoff reaches 10 min)
 PAGE = 50
 DEAD_LETTER_SCAN = 5  # pages of a shared dead-letter topic searched for one event
 HEX_BYTES = 256
@@ -143,15 +143,15 @@ def _parse_time(text: object) -> float | None:
 
 
 def subscription_state(minutes: Sequence[Minute], status: Mapping[str, Any]) -> str:
-    """failing: the last failure is newer than the last success (when the status says), or
-    the last few minutes had failures and no ack; degraded: failures within the hour; healthy:
-    acks only; idle: no attempts within the hour."""
+    """failing: the last failure is newer than the last success (when the status says so),
+    or the latest minute with attempts (within `RECENT`) had failures and no ack; degraded:
+    failures within the hour; healthy: acks only; idle: no attempts within the hour."""
     failed_at = _parse_time(status.get("lastFailureTime"))
     succeeded_at = _parse_time(status.get("lastSuccessTime"))
-    recent = minutes[-RECENT:]
+    busy = [m for m in minutes[-RECENT:] if m.attempts]
     if failed_at is not None and (succeeded_at is None or failed_at > succeeded_at):
         return "failing"
-    if sum(m.failures for m in recent) and not sum(m.counts["acked"] for m in recent):
+    if busy and not busy[-1].counts["acked"]:
         return "failing"
     summary = charts.summarize(minutes)
     if summary.failures:
