@@ -399,9 +399,10 @@ async def test_login_without_its_form_token_is_refused(tmp_path: Path) -> None:
     async with run_gateway(settings) as gw:
         answer = await gw.client.post("/console/login", data={"token": ADMIN}, headers=HTML)
         assert answer.status_code == 403
-        assert "set-cookie" not in answer.headers or "cegateway_console=" not in answer.headers[
-            "set-cookie"
-        ].split(";")[0]
+        assert (
+            "set-cookie" not in answer.headers
+            or "cegateway_console=" not in answer.headers["set-cookie"].split(";")[0]
+        )
 
 
 async def test_console_lives_on_the_admin_port(tmp_path: Path) -> None:

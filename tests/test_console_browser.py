@@ -154,7 +154,9 @@ async def test_overview_shows_the_failing_subscription_first(tab: Tab, rig: Rig)
     await expect(rows.nth(1).get_by_role("rowheader")).to_have_text("audit")
     await expect(rows.nth(1)).to_contain_text("healthy")
     await expect(rows.nth(0)).to_contain_text("HTTP 503")  # its last error
-    await expect(rows.nth(0).get_by_role("img")).to_have_attribute("aria-label", "last hour: 4 push attempts, 0 acked, 4 failed (0% succeeded)")
+    await expect(rows.nth(0).get_by_role("img")).to_have_attribute(
+        "aria-label", "last hour: 4 push attempts, 0 acked, 4 failed (0% succeeded)"
+    )
     await expect(tab.page.get_by_role("main")).to_be_visible()
     await expect(tab.page.get_by_role("navigation", name="Console")).to_be_visible()
     foreign = [r.url for r in tab.requests if not r.url.startswith(rig.gateway.url)]
@@ -309,7 +311,10 @@ async def test_login_takes_the_admin_token_only(
     page = tab.page
     await page.goto(guarded.url + "/console")
     await expect(page.get_by_role("heading", name="Log in")).to_be_visible()
-    for token, refusal in (("not-the-token-0123456789", "Refused (401)"), (PUBLISHER, "Refused (403)")):
+    for token, refusal in (
+        ("not-the-token-0123456789", "Refused (401)"),
+        (PUBLISHER, "Refused (403)"),
+    ):
         await page.get_by_label("Admin token").fill(token)
         await page.get_by_role("button", name="Log in").click()
         await expect(page.get_by_role("alert")).to_contain_text(refusal)
