@@ -27,6 +27,8 @@ from gateway.subscriptions import Subscription
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
+    from gateway.store.lmdb import LmdbStore
+    from gateway.subscriptions import SubscriptionRegistry
 
 STATES = ("failing", "degraded", "healthy", "idle")  # the overview's order
 RECENT = 15  # minutes in which the latest busy one decides "failing" (backoff reaches 10 min)
@@ -201,18 +203,17 @@ class Pages:
     # -- the gateway's parts, there once the app has started ------------------------------
 
     @property
-    def _store(self) -> Any:
+    def _store(self) -> LmdbStore:
         assert self._gateway.store is not None
         return self._gateway.store
 
     @property
-    def _registry(self) -> Any:
+    def _registry(self) -> SubscriptionRegistry:
         assert self._gateway.subscriptions is not None
         return self._gateway.subscriptions
 
     def subscription(self, name: str) -> Subscription | None:
-        found: Subscription | None = self._registry.get(name)
-        return found
+        return self._registry.get(name)
 
     def topic_names(self) -> list[str]:
         assert self._gateway.topics is not None

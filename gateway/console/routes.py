@@ -44,6 +44,7 @@ from gateway.problems import (
     Unauthorized,
     problem_response,
 )
+from gateway.subscriptions import Subscription
 
 HERE = Path(__file__).parent
 STATIC = {p.name: p for p in (HERE / "static").iterdir() if p.suffix in (".js", ".css", ".svg")}
@@ -211,7 +212,7 @@ class Console:
         }
         return self.render(request, "subscription.html", session, page=page, done=done)
 
-    def _subscription(self, request: Request) -> Any:
+    def _subscription(self, request: Request) -> Subscription:
         name = request.path_params["name"]
         subscription = self.pages.subscription(name)
         if subscription is None:
@@ -247,7 +248,9 @@ class Console:
             affected=affected,
         )
 
-    def _choice(self, request: Request, form: Form, subscription: Any) -> tuple[str, Choice]:
+    def _choice(
+        self, request: Request, form: Form, subscription: Subscription
+    ) -> tuple[str, Choice]:
         action = _first(form, "action") or request.path_params.get("action", "")
         if action not in ACTIONS:
             raise NotFound(f"no console action {action!r}; use redrive or purge")
@@ -262,6 +265,7 @@ class Console:
     async def dead_letter_action(self, request: Request, session: Session) -> Response:
         subscription = self._subscription(request)
         action, choice = self._choice(request, await _form(request), subscription)
+        assert subscription.dead_letter_topic is not None  # `_choice` checked
         answer = await actions.act_on_dead_letters(
             self.calls, action, subscription.dead_letter_topic, choice
         )
