@@ -419,3 +419,36 @@ async def test_console_lives_on_the_admin_port(tmp_path: Path) -> None:
             assert page.status_code == 200 and "<h1>Overview</h1>" in page.text
     finally:
         gateway.stop()
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        pytest.param("/console/topics/nope", 404, id="unknown-topic"),
+        pytest.param("/console/topics/orders?before=x%00", 400, id="bad-cursor"),
+        pytest.param("/console/topics/orders/events/0", 404, id="seq-zero"),
+        pytest.param("/console/topics/orders/events/99999999999999999999", 404, id="seq-huge"),
+        pytest.param("/console/subscriptions/nope", 404, id="unknown-subscription"),
+        pytest.param("/console/subscriptions/billing/confirm?action=evil&id=1", 404, id="action"),
+        pytest.param("/console/subscriptions/billing/confirm?action=purge", 400, id="no-ids"),
+        pytest.param("/console/topics/nope/publish", 404, id="publish-unknown"),
+        pytest.param("/console/static/README.md", 404, id="not-an-asset"),
+        pytest.param("/console/static/..%2Fpages.py", 404, id="traversal"),
+    ],
+)
+async def test_hostile_console_requests_are_refused_not_crashed(
+    console: RunningGateway, path: str, status: int
+) -> None:
+    response = await console.client.get(path)
+    assert_problem(response, status, {400: "invalid-request", 404: "not-found"}[status])
+    assert (await console.client.get(path, headers=HTML)).status_code == status
+
+
+async def test_a_huge_form_is_refused(console: RunningGateway) -> None:
+    form = (await console.client.get("/console/topics/orders/publish")).text
+    answer = await console.client.post(
+        "/console/topics/orders/publish",
+        data={"csrf": csrf_of(form), "data": "x" * 300_000, "type": "t", "source": "/s"},
+    )
+    assert_problem(answer, 413, "payload-too-large")
+    assert console.store.event_count("orders") == 0

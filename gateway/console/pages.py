@@ -322,6 +322,8 @@ class Pages:
         return EventList([event_row(stored) for stored in page.events], page.next)
 
     def event_page(self, topic: str, seq: int) -> EventPage | None:
+        if not 1 <= seq < 2**63:
+            return None
         page = self._store.browse(topic, str(seq - 1), 1)
         if not page.events or page.events[0].seq != seq:
             return None

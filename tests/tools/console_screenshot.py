@@ -35,7 +35,10 @@ async def main(out: Path) -> None:
             "topics": [{"name": "orders", "retention": "24h"}, {"name": "orders-dead"}],
             "subscriptions": [
                 subscription(
-                    "billing", billing.url, maxDeliveryAttempts=3, deadLetterTopic="orders-dead",
+                    "billing",
+                    billing.url,
+                    maxDeliveryAttempts=3,
+                    deadLetterTopic="orders-dead",
                     **policy,
                 ),
                 subscription("audit", audit.url, **policy),
