@@ -381,6 +381,12 @@ async def test_with_auth_on_the_console_wants_the_admin_token(tmp_path: Path) ->
     async with run_gateway(settings) as gw:
         first = await gw.client.get("/console", headers=HTML)
         assert first.status_code == 303 and first.headers["location"] == "/console/login"
+        for path in ("/console/topics/orders", "/console/topics/orders/events/1"):
+            refused = await gw.client.get(path, headers=HTML)
+            assert refused.status_code == 303 and refused.headers["location"] == "/console/login"
+        publish = await gw.client.post("/console/topics/orders/publish", data={"type": "t"})
+        assert_problem(publish, 401, "unauthorized")
+        assert gw.store.event_count("orders") == 0
         refresh = await gw.client.get("/console/live", headers={"hx-request": "true"})
         assert refresh.status_code == 401  # the overview then says its refresh failed
         assert (await login(gw.client, "wrong-token-0123456789")).status_code == 401

@@ -287,7 +287,7 @@ async def test_overview_refreshes_and_says_when_a_refresh_fails(tab: Tab, rig: R
     tab.errors[:] = [e for e in tab.errors if not any(text in e for text in expected)]
 
 
-async def test_reading_pages_work_without_javascript(browser: Browser, rig: Rig) -> None:
+async def test_pages_and_forms_work_without_javascript(browser: Browser, rig: Rig) -> None:
     context = await browser.new_context(java_script_enabled=False)
     page = await context.new_page()
     await dead_letter(rig, "nojs-1")
@@ -296,6 +296,12 @@ async def test_reading_pages_work_without_javascript(browser: Browser, rig: Rig)
         assert response is not None and response.status == 200
         await expect(page.get_by_role("heading", level=1)).to_be_visible()
     await expect(page.get_by_role("main")).to_contain_text("nojs-1")
+    # The confirmation is a page with a form, so the actions work without JavaScript too.
+    await page.goto(rig.gateway.url + "/console/subscriptions/billing")
+    await page.get_by_role("button", name="Purge nojs-1", exact=True).click()
+    await page.get_by_role("button", name="Yes, purge").click()
+    await expect(page.get_by_role("status")).to_contain_text("Purged 1 dead letter(s)")
+    assert "nojs-1" not in dead_letter_ids(rig)
     await context.close()
 
 
