@@ -458,3 +458,24 @@ async def test_a_huge_form_is_refused(console: RunningGateway) -> None:
     )
     assert_problem(answer, 413, "payload-too-large")
     assert console.store.event_count("orders") == 0
+
+
+async def test_the_sampler_keeps_the_history_while_nobody_looks(
+    tmp_path: Path, failing: Subscriber
+) -> None:
+    from gateway.clock import ManualClock
+    from gateway.console import Console
+    from tests.conftest import settle
+
+    clock = ManualClock()
+    settings = make_settings(tmp_path / "data", **console_config(failing.url))
+    async with run_gateway(settings, clock=clock) as gw:
+        await gw.publish("orders", "quiet")
+        await dead_letters(gw, 1)
+        await settle(gw)
+        clock.advance(6)  # past one sampling interval; no console page is requested
+        await asyncio.sleep(0.05)
+        console: Console = gw.app.state.console
+        minutes = console.pages.history.minutes("billing")
+        assert sum(m.counts["retried"] for m in minutes) == 1
+        assert sum(m.counts["deadlettered"] for m in minutes) == 1

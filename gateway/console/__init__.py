@@ -38,12 +38,14 @@ __all__ = ["Console", "install"]
 
 
 def install(app: Starlette, gateway: Gateway) -> Console:
-    """Add the console's routes to `app`, and run its outcome sampler while the app runs."""
+    """Add the console's routes to `app` (the console is `app.state.console`), and run its
+    outcome sampler while the app runs."""
     calls = AdminCalls(lambda: gateway.operations)
     history = OutcomeHistory(lambda: delivery_totals(gateway.metrics), gateway.clock.now)
     sessions = Sessions(load_tokens(gateway.settings.auth), gateway.clock.now)
     console = Console(Pages(gateway, calls, history), calls, sessions)
     app.router.routes.extend(console.routes())
+    app.state.console = console
     inner = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
