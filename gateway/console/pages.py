@@ -338,7 +338,7 @@ class Pages:
             return DeliveryState(name, "not matched", "its filter does not match this event")
         state = self._store.deliveries.state(name, row.seq)
         if state is not None:
-            detail = f"{state.attempts} attempts so far"
+            detail = f"{state.attempts} attempts so far" if state.attempts else "not tried yet"
             if state.last_status:
                 detail += f"; last {state.last_status}: {state.last_error or ''}".rstrip(": ")
             return DeliveryState(name, "pending", detail)
