@@ -6,6 +6,7 @@ the gateway's own registries, store and admin operations, with templates and sta
     actions   redrive, purge and publish, each one admin operation
     history   per-minute push outcomes, differenced from the metrics counters
     charts    SVG drawn from that history
+    data      an event's data as shown (JSON, text, or a hex dump)
     pages     what each page shows
     session   login cookie and CSRF tokens
     routes    the Starlette routes and their guard

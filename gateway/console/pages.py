@@ -8,8 +8,6 @@ store, push outcomes from the console's `OutcomeHistory`. Nothing here writes; t
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from markupsafe import Markup
 
 from gateway.console import charts
 from gateway.console.calls import AdminCalls
+from gateway.console.data import Data, data_of, pretty
 from gateway.console.history import Minute, OutcomeHistory
 from gateway.store.base import StoredEvent
 from gateway.store.redrive import Selection
@@ -34,7 +33,6 @@ STATES = ("failing", "degraded", "healthy", "idle")  # the overview's order
 RECENT = 15  # minutes in which the latest busy one decides "failing" (backoff reaches 10 min)
 PAGE = 50
 DEAD_LETTER_SCAN = 5  # pages of a shared dead-letter topic searched for one event
-HEX_BYTES = 256
 LATER = "the per-event delivery log is a later issue"
 
 
@@ -104,13 +102,6 @@ class SubscriptionPage:
 
 
 @dataclass(frozen=True)
-class Data:
-    kind: str  # "json", "text", "binary" or "none"
-    text: str = ""
-    size: int = 0
-
-
-@dataclass(frozen=True)
 class DeliveryState:
     subscription: str
     state: str  # "pending", "dead-lettered", "not matched", "not pending"
@@ -124,10 +115,6 @@ class EventPage:
     row: EventRow
     data: Data
     deliveries: list[DeliveryState] = field(default_factory=list)
-
-
-def pretty(value: Any) -> str:
-    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
 def rfc3339(seconds: float) -> str:
@@ -159,32 +146,6 @@ def subscription_state(minutes: Sequence[Minute], status: Mapping[str, Any]) -> 
     if summary.failures:
         return "degraded"
     return "healthy" if summary.acked else "idle"
-
-
-def data_of(document: Mapping[str, Any]) -> Data:
-    """An event's data as shown: pretty JSON, text, or a size and hex summary of bytes."""
-    if "data_base64" in document:
-        try:
-            raw = base64.b64decode(str(document["data_base64"]), validate=True)
-        except (binascii.Error, ValueError):
-            return Data("text", str(document["data_base64"]))
-        return Data("binary", hexdump(raw[:HEX_BYTES]), len(raw))
-    if "data" not in document:
-        return Data("none")
-    data = document["data"]
-    if isinstance(data, str):
-        return Data("text", data, len(data.encode()))
-    text = pretty(data)
-    return Data("json", text, len(orjson.dumps(data)))
-
-
-def hexdump(raw: bytes) -> str:
-    lines = []
-    for offset in range(0, len(raw), 16):
-        chunk = raw[offset : offset + 16]
-        printable = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        lines.append(f"{offset:08x}  {chunk.hex(' '):<47}  {printable}")
-    return "\n".join(lines)
 
 
 def event_row(stored: StoredEvent) -> EventRow:

@@ -25,7 +25,7 @@ from gateway.bodies import read_body
 from gateway.console import actions, pages
 from gateway.console.actions import ACTIONS, Choice, TestEvent
 from gateway.console.calls import AdminCalls
-from gateway.console.pages import pretty
+from gateway.console.data import pretty
 from gateway.console.session import (
     Session,
     Sessions,
