@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from gateway import health, openapi
+from gateway import console, health, openapi
 from gateway.admin import ConfigApi, DeadLettersApi, SubscriptionsApi, TopicsApi
 from gateway.auth import AuthMiddleware, load_tokens
 from gateway.clock import Clock, SteadyTime, SystemClock
@@ -118,6 +118,7 @@ def create_app(
         openapi.openapi_operation(lambda: gateway.operations),
     ]
     app.router.routes.extend(openapi.routes(gateway.operations))
+    console.install(app, gateway)  # GET /console (issue 23)
     return app
 
 

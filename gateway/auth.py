@@ -6,11 +6,12 @@ mount) and compared in constant time. An admin token may also publish; a publish
 
     open       GET /healthz, /readyz, /metrics, /openapi.json     (no event data in any)
     publish    POST /, POST /topics/{topic}/events, POST /v1/event (Pretry)
+    console    /console and under it: its own login session (gateway/console/session.py)
     admin      everything else under /v1/
 
-With `server.adminPort` set, admin routes are served only on that port (404 elsewhere), so
-the admin API can be kept off the network publishers reach. Auth is checked before a handler
-runs, so a refused publish stores and counts nothing.
+With `server.adminPort` set, admin and console routes are served only on that port (404
+elsewhere), so they can be kept off the network publishers reach. Auth is checked before a
+handler runs, so a refused publish stores and counts nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from gateway.settings import ConfigError, RawAuth, Settings
 MAX_HEADER_BYTES = 16 * 1024  # as Hypercorn's h11_max_incomplete_size
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})
 PUBLISH_PATH = re.compile(r"^/(topics/[^/]+/events|v1/event)?$")
+CONSOLE_PATH = re.compile(r"^/console(/|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +84,15 @@ def route_kind(method: str, path: str) -> str:
         return "open"
     if method == "POST" and PUBLISH_PATH.match(path):
         return "publish"
+    if CONSOLE_PATH.match(path):
+        return "console"
     return "admin"
 
 
 def authorize(kind: str, authorization: str | None, tokens: Tokens) -> None:
     """Raises Unauthorized or Forbidden; returns when the request may proceed."""
-    if kind == "open" or not tokens.enabled:
-        return
+    if kind in ("open", "console") or not tokens.enabled:
+        return  # the console checks its own session
     presented = _bearer(authorization)
     is_admin = _matches(presented, tokens.admin)
     is_publisher = _matches(presented, tokens.publisher)
@@ -159,7 +163,7 @@ class AuthMiddleware:
         if self.admin_port is None or kind == "open":
             return
         port = (scope.get("server") or ("", 0))[1]
-        if (kind == "admin") != (port == self.admin_port):
+        if (kind != "publish") != (port == self.admin_port):
             raise NotFound(f"no route {scope['path']} on this port")
 
 

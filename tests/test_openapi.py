@@ -551,6 +551,8 @@ def served_routes(gw: RunningGateway) -> set[tuple[str, str]]:
     served = set()
     for route in gw.app.routes:
         assert isinstance(route, Route), route
+        if route.path.startswith("/console"):
+            continue  # the web console's HTML pages (issue 23) are not part of the JSON API
         methods = set(route.methods or ())
         if "GET" in methods:
             methods.discard("HEAD")  # Starlette adds HEAD to every GET route

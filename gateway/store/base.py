@@ -17,6 +17,7 @@ from gateway.store.committer import Transaction
 
 if TYPE_CHECKING:
     from gateway.store.deliveries import DueDelivery, Settlement
+    from gateway.store.keys import DeliveryState
     from gateway.store.redrive import RetentionOf, Selection
 
 T = TypeVar("T")
@@ -82,6 +83,8 @@ class Deliveries(Protocol):
     def counters(self, subscription: str) -> dict[str, int]: ...
 
     def oldest_pending(self, subscription: str) -> float | None: ...
+
+    def state(self, subscription: str, seq: int) -> DeliveryState | None: ...
 
     def delete_subscription(self, txn: Transaction, subscription: str) -> int:
         """Inside `txn`: drop the subscription's pending deliveries, counters and spec row."""
@@ -149,6 +152,10 @@ class Store(Protocol):
 
     def browse(
         self, topic: str, after: str | None, limit: int, selection: Selection | None = None
+    ) -> Page: ...
+
+    def browse_newest(
+        self, topic: str, before: str | None, limit: int, selection: Selection | None = None
     ) -> Page: ...
 
     async def redrive(

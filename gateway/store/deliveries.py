@@ -302,6 +302,16 @@ class DeliveryLedger:
 
         return self._store.read(run)
 
+    def state(self, subscription: str, seq: int) -> keys.DeliveryState | None:
+        """The pending delivery of event `seq` to `subscription`, if there is one."""
+        key = keys.delivery_key(subscription, seq)
+
+        def run(txn: Transaction) -> keys.DeliveryState | None:
+            value = txn.get(key, db=self._db["deliveries"])
+            return None if value is None else keys.decode_delivery(value)
+
+        return self._store.read(run)
+
     def pending(self, subscription: str) -> int:
         """Pending deliveries counted row by row: an O(n) scan, for tests to check the
         `published - settled` figure the counters give (the gateway itself never calls it)."""

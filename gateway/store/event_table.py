@@ -3,7 +3,8 @@
 A publish assigns sequence numbers, skips duplicates within the topic's retention
 (RELIABILITY R4) and fans each new event out into deliveries, all in the one write transaction
 that stores the event, so no subscription can miss an acked event. A dead letter is appended
-the same way but without dedup. Browsing pages through a topic in seq order.
+the same way but without dedup. Browsing pages through a topic in seq order (the console also
+newest first).
 """
 
 from __future__ import annotations
@@ -117,6 +118,35 @@ def browse_page(
         received, _, payload = keys.split_event_value(value)
         if selection is None or selection.matches(orjson.loads(payload)):
             found.append(StoredEvent(keys.seq_of(key), received, payload))
+    return Page(found, None)
+
+
+def browse_newest_page(
+    txn: Transaction,
+    db: Mapping[str, Any],
+    topic: str,
+    before: int | None,
+    limit: int,
+    selection: Selection | None,
+) -> Page:
+    """`browse_page` backwards: events with seq below `before` (None: from the newest), newest
+    first; the page's `next` is the `before` of the following page (issue 23, the console)."""
+    topic_retention(txn, db, topic)  # 404 for an unknown topic
+    window = limit * 10 + 1000
+    found: list[StoredEvent] = []
+    prefix = keys.topic_prefix(topic)
+    cursor = txn.cursor(db=db["events"])
+    end = keys.event_key(topic, 2**64 - 1 if before is None else before)
+    more = cursor.prev() if cursor.set_range(end) else cursor.last()
+    for scanned in range(window + 1):
+        if not more or not cursor.key().startswith(prefix):
+            break
+        if len(found) == limit or scanned == window:
+            return Page(found, str(keys.seq_of(cursor.key()) + 1))
+        received, _, payload = keys.split_event_value(cursor.value())
+        if selection is None or selection.matches(orjson.loads(payload)):
+            found.append(StoredEvent(keys.seq_of(cursor.key()), received, payload))
+        more = cursor.prev()
     return Page(found, None)
 
 

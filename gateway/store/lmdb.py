@@ -44,6 +44,7 @@ from gateway.store.deliveries import DeliveryLedger, Settlement, plain_ack
 from gateway.store.environment import ENV_FILE, TABLES, open_environment
 from gateway.store.event_table import (
     append_event,
+    browse_newest_page,
     browse_page,
     cursor_seq,
     publish_events,
@@ -271,6 +272,13 @@ class LmdbStore:
         dead-letter `selection` matches (scanning a bounded window per page)."""
         start = cursor_seq(after) + 1
         return self.read(lambda txn: browse_page(txn, self.db, topic, start, limit, selection))
+
+    def browse_newest(
+        self, topic: str, before: str | None, limit: int, selection: Selection | None = None
+    ) -> Page:
+        """A page of the topic's events before the cursor `before`, newest first."""
+        end = cursor_seq(before) if before else None
+        return self.read(lambda txn: browse_newest_page(txn, self.db, topic, end, limit, selection))
 
     async def redrive(
         self, topic: str, selection: Selection, retention_of: RetentionOf, now: float
