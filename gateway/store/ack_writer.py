@@ -22,8 +22,9 @@ acks through the writer thread instead. That is safe even if the child did commi
 applied twice changes nothing. A child that is gone is not restarted; acks then all go through
 the writer thread, and the error is logged once.
 
-The child exits when the gateway closes its end of the socket, or dies (EOF): it never
-outlives the gateway by more than the commit it is in.
+The child exits when the gateway closes its end of the socket, or dies (EOF, or a reset or
+broken pipe when replies were left unread): it never outlives the gateway by more than the
+commit it is in, and it leaves nothing in the log when the gateway goes away.
 """
 
 from __future__ import annotations
@@ -221,11 +222,15 @@ def _sync_flag(fsync: bool) -> str:
 
 
 def serve(path: str, sync: str, fd: int) -> None:
-    """The child: commit the acks that arrive on socket `fd` until it closes."""
+    """The child: commit the acks that arrive on socket `fd` until it closes.
+
+    A gateway that dies (killed, crashed) closes the socket with our replies unread: the next
+    read or write then fails (ECONNRESET, EPIPE) instead of seeing end of input. Either way the
+    gateway is gone, which is its own news: the child exits quietly, as at end of input."""
     file = Path(path)
     env = open_environment(file, fsync=sync == "fsync")
     db = {name: env.open_db(name.encode(), create=False) for name in TABLES}
-    with socket.socket(fileno=fd) as channel:
+    with socket.socket(fileno=fd) as channel, contextlib.suppress(ConnectionError):
         for frames in _frames(channel):
             seconds = _commit(env, db, frames)
             reply = REPLY.pack(len(frames), seconds is not None, seconds or 0.0)
