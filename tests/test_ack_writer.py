@@ -115,7 +115,7 @@ async def test_a_batch_the_child_cannot_commit_is_refused_and_the_child_goes_on(
     async with pending_store(tmp_path, 2) as store:
         writer = store.ack_writer
         with pytest.raises(AckWriterUnavailable):
-            await writer.record([("s1", "not-a-seq", NOW)])  # type: ignore[list-item]
+            await writer.record([("s1", "not-a-seq", NOW)], {})  # type: ignore[list-item]
         assert writer.commits == 0
         await store.record(acks_for_due(store, 2), NOW)
         assert writer.commits == 1
@@ -261,9 +261,9 @@ async def test_the_child_exits_quietly_when_the_gateway_goes_away_with_replies_u
     async with pending_store(tmp_path, 2) as store:
         ours, child = start_child(store)
         with ours:
-            ours.sendall(frame([]))
+            ours.sendall(frame([[], {}]))
             ours.recv(1)  # one reply has arrived: the child is serving
-            ours.sendall(frame([]))
+            ours.sendall(frame([[], {}]))
         # Closed with the rest of a reply unread; the child may still be writing more.
         _, stderr = await asyncio.to_thread(child.communicate, timeout=10)
         assert child.returncode == 0

@@ -10,10 +10,11 @@ Only plain acks go there (`gateway.store.acks`): what they write is fixed and ne
 gateway's state. Retries, dead letters, publishes and admin changes stay with the group
 committer's thread. Both write to the same LMDB environment, whose write lock serialises them.
 
-Over a socket pair, the gateway sends frames (u32 length, then JSON `[[subscription, seq,
-due], ...]`). The child reads every frame that has arrived, applies them in one write
-transaction, commits (one fsync for all of them) and answers once per transaction: how many
-frames, whether it committed, and how long the commit took. Answers come in frame order.
+Over a socket pair, the gateway sends frames (u32 length, then JSON `[[[subscription, seq,
+due], ...], {subscription: wall time of its last ack}]`). The child reads every frame that has
+arrived, applies them in one write transaction, commits (one fsync for all of them) and answers
+once per transaction: how many frames, whether it committed, and how long the commit took.
+Answers come in frame order.
 
 When the child cannot commit a batch (the map is full and only the gateway grows it, or
 anything else), does not answer within 30 s (it is then killed), or is gone, `record` raises
@@ -38,7 +39,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,10 +105,11 @@ class AckWriter:
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
-    async def record(self, acks: list[PlainAck]) -> None:
-        """Return once `acks` are committed; raise AckWriterUnavailable if they were not."""
+    async def record(self, acks: list[PlainAck], succeeded: Mapping[str, float]) -> None:
+        """Return once `acks` are committed (and `succeeded`, each subscription's last ack
+        time); raise AckWriterUnavailable if they were not."""
         stream = await self._ready()
-        data = orjson.dumps(acks)
+        data = orjson.dumps([acks, succeeded])
         future = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
         stream.write(FRAME.pack(len(data)) + data)
@@ -251,7 +253,8 @@ def _commit(
         return None
     try:
         for frame in frames:
-            apply_acks(txn, db, orjson.loads(frame))
+            acks, succeeded = orjson.loads(frame)
+            apply_acks(txn, db, acks, succeeded)
         started = time.perf_counter()
         txn.commit()
         return time.perf_counter() - started
