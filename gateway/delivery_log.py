@@ -66,14 +66,22 @@ class DeliveryLog:
 
     def internal(self, payload: bytes | None, error: BaseException) -> None:
         """An attempt whose outcome could not be recorded: it stays pending."""
+        self._error(payload, error, "an attempt failed inside the gateway; it stays pending")
+
+    def lane_failed(self, error: BaseException, pause: float) -> None:
+        """The lane could not read what is due; it carries on after `pause` seconds."""
+        self._error(None, error, f"the lane failed; it carries on in {pause:g}s")
+
+    def _error(self, payload: bytes | None, error: BaseException, what: str) -> None:
         suppressed = self._budget.take(self._clock.monotonic())
         if suppressed is None:
             return
         fields = self._fields(payload, suppressed)
         fields.update(outcome="error", error=f"{error.__class__.__name__}: {error}"[:MAX_DL_ERROR])
         log.error(
-            "%s: an attempt failed inside the gateway; the event stays pending%s",
+            "%s: %s%s",
             self._subscription,
+            what,
             _left_out(suppressed),
             extra=fields,
             exc_info=error,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import logging
 import random
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -49,7 +48,6 @@ from gateway.store.lmdb import LmdbStore
 from gateway.subscriptions import Subscription, SubscriptionRegistry
 from gateway.targets import Target
 
-log = logging.getLogger("gateway.engine")
 ERROR_COOLDOWN = 1.0
 
 
@@ -185,13 +183,8 @@ class Lane:
                 await self._wait(now)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a lane must outlive a bad read: log, pause, carry on
-                log.exception(
-                    "lane %s failed; retrying in %gs",
-                    self.subscription.name,
-                    ERROR_COOLDOWN,
-                    extra={"subscription": self.subscription.name},
-                )
+            except Exception as error:  # a lane must outlive a bad read: log, pause, carry on
+                self.log.lane_failed(error, ERROR_COOLDOWN)
                 await self.engine.clock.sleep(ERROR_COOLDOWN)
 
     def _room(self) -> int:

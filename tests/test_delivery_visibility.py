@@ -5,6 +5,7 @@ push cannot be built from, retried and then given up instead of looping."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -377,3 +378,50 @@ async def test_a_dead_letter_that_cannot_be_made_is_dropped_not_a_failed_batch(
         assert store.event_count("dead") == 0
     finally:
         store.close()
+
+
+async def wait_until(predicate: Any, tries: int = 500) -> None:
+    for _ in range(tries):
+        if predicate():
+            return
+        await asyncio.sleep(0.005)
+    raise TimeoutError("condition not reached")
+
+
+async def test_outcomes_that_cannot_be_recorded_are_counted_and_logged_within_the_budget(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store refuses every commit of outcomes for a minute: the event stays pending and
+    is pushed again each second, each attempt counted as outcome `error`, and the traceback
+    logged only on the lines the budget lets through (not once a second)."""
+    caplog.set_level(logging.INFO)
+    clock = ManualClock()
+    async with run_subscriber(clock) as sub:
+        settings = make_settings(
+            tmp_path, egress=LOOPBACK_EGRESS, subscriptions=[subscription("s1", sub.url)]
+        )
+        async with run_gateway(settings, clock=clock) as gw:
+
+            async def refuse(settlements: Any, now: float) -> set[str]:
+                raise RuntimeError("the store is broken")
+
+            monkeypatch.setattr(gw.store, "record", refuse)
+            await gw.publish("orders", "e1")
+            await wait_until(lambda: len(sub.received) == 1)
+            for second in range(1, 61):
+                clock.advance(1)
+                await wait_until(lambda: len(sub.received) == second + 1)  # noqa: B023
+            await wait_until(lambda: len(delivery_lines(caplog, "s1")) >= BURST)
+            lines = delivery_lines(caplog, "s1")
+            text = await scrape(gw)
+            assert status(gw, "s1")["pending"] == 1
+            monkeypatch.undo()  # the store works again: the event is acked
+            clock.advance(1)
+            await wait_until(lambda: status(gw, "s1")["acked"] == 1)
+    errors = {"subscription": "s1", "outcome": "error", "code": "other"}
+    assert value(text, "cegateway_deliveries_total", **errors) >= 60
+    assert len(lines) <= BURST + PER_MINUTE
+    tracebacks = [record for record in caplog.records if record.exc_info]
+    assert len(tracebacks) == len(lines)
+    assert all(getattr(line, "outcome", None) == "error" for line in lines)
+    assert lines[0].eventId == "e1"  # type: ignore[attr-defined]
