@@ -19,9 +19,10 @@ from gateway.deadletters import rfc3339_utc
 from gateway.delivery_log import BURST, PER_MINUTE
 from gateway.events import IncomingEvent
 from gateway.logs import LineBudget, json_formatter
-from gateway.outcomes import DeadLetter
+from gateway.outcomes import Ack, DeadLetter
 from gateway.settings import Settings, TopicSettings
 from gateway.store.deliveries import Settlement
+from gateway.store.keys import LastOutcome
 from gateway.store.lmdb import LmdbStore
 from tests.conftest import (
     LOOPBACK_EGRESS,
@@ -425,3 +426,24 @@ async def test_outcomes_that_cannot_be_recorded_are_counted_and_logged_within_th
     assert len(tracebacks) == len(lines)
     assert all(getattr(line, "outcome", None) == "error" for line in lines)
     assert lines[0].eventId == "e1"  # type: ignore[attr-defined]
+
+
+async def test_a_deleted_subscription_takes_its_last_outcome_with_it(tmp_path: Path) -> None:
+    """A subscription created again under the name of a deleted one starts with no last
+    success or failure, even if an ack of the old one arrives after the delete."""
+    store = LmdbStore(tmp_path / "data")
+    try:
+        store.fanout = lambda topic, attributes: [("s1", 0.0)]
+        await store.put_topic(TopicSettings("orders", 86_400.0))
+        events = [IncomingEvent("/shop", f"e{n}", {}, b'{"id":"e%d"}' % n) for n in range(2)]
+        await store.publish("orders", events, 1_000.0)
+        first, second = store.deliveries.due("s1", 1_001.0, 10, ())
+        await store.record([Settlement("s1", first.seq, Ack(), 1, None, due=first.state.due)], 1)
+        assert store.deliveries.last_outcome("s1").success_time is not None
+        await store.write(lambda txn: store.deliveries.delete_subscription(txn, "s1"))
+        assert store.deliveries.last_outcome("s1") == LastOutcome()
+        late = Settlement("s1", second.seq, Ack(), 1, None, due=second.state.due, wall=5.0)
+        await store.record([late], 1_002.0)  # through the ack writer, after the delete
+        assert store.deliveries.last_outcome("s1") == LastOutcome()
+    finally:
+        store.close()

@@ -42,7 +42,10 @@ def apply_acks(
             acked[subscription] += 1
     for subscription, count in acked.items():
         add_to_counter(txn, db["meta"], subscription, "acked", count)
-    record_successes(txn, db["meta"], succeeded or {})
+    # Only where an ack settled something: an ack of a subscription deleted meanwhile must not
+    # leave a success behind for a later subscription of that name.
+    succeeded = {name: wall for name, wall in (succeeded or {}).items() if acked[name]}
+    record_successes(txn, db["meta"], succeeded)
 
 
 def record_successes(txn: Transaction, meta: Any, succeeded: Mapping[str, float]) -> None:
