@@ -48,7 +48,7 @@ import orjson
 
 from gateway.deadlines import Deadlines
 from gateway.store import mapped
-from gateway.store.acks import PlainAck, apply_acks
+from gateway.store.acks import PlainAck, apply_acks, record_successes, settled_successes
 from gateway.store.environment import open_environment
 
 log = logging.getLogger("gateway.store")
@@ -252,9 +252,11 @@ def _commit(
         log.exception("the ack writer could not begin a transaction")
         return None
     try:
+        latest: dict[str, float] = {}  # each subscription's last ack time, written once
         for frame in frames:
             acks, succeeded = orjson.loads(frame)
-            apply_acks(txn, db, acks, succeeded)
+            latest.update(settled_successes(succeeded, apply_acks(txn, db, acks)))
+        record_successes(txn, db["meta"], latest)
         started = time.perf_counter()
         txn.commit()
         return time.perf_counter() - started

@@ -20,7 +20,7 @@ import orjson
 from gateway.deadletters import Failure, dead_letter_attributes, dead_letter_payload
 from gateway.outcomes import Ack, DeadLetter, Decision, RetryAt
 from gateway.store import keys
-from gateway.store.acks import PlainAck, apply_acks
+from gateway.store.acks import PlainAck, apply_acks, settled_successes
 from gateway.store.base import SubscriptionsOf
 from gateway.store.committer import Transaction
 from gateway.store.scan import delete_prefix, scan_keys, scan_prefix
@@ -117,7 +117,9 @@ class DeliveryLedger:
                 succeeded[settlement.subscription] = settlement.wall
             else:
                 woken |= self.settle(txn, settlement, now)
-        apply_acks(txn, self._db, acks, succeeded)
+        acked = apply_acks(txn, self._db, acks)
+        for subscription, wall in settled_successes(succeeded, acked):
+            self._store.tallies.succeeded(subscription, wall)
         return woken
 
     def settle(self, txn: Transaction, settlement: Settlement, now: float) -> set[str]:
