@@ -58,11 +58,20 @@ class EventPage(_Shape, frozen=True):
 
 
 class SubscriptionStatus(_Shape, frozen=True):
+    """Delivery counts, and the subscription's last success and last failure (RFC 3339 UTC;
+    left out until there is one). `lastStatus` and `lastError` describe the last failed
+    attempt: its HTTP status, or its error kind (`timeout`, `connect`, `egress-denied`, ...),
+    and a short text without credentials."""
+
     published: int
     acked: int
     deadlettered: int
     dropped: int
     pending: int
+    last_success_time: str | None = None
+    last_failure_time: str | None = None
+    last_status: int | str | None = None
+    last_error: str | None = None
 
 
 class Subscription(RawSubscription, frozen=True):

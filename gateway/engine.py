@@ -15,17 +15,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import logging
 import random
 from collections.abc import Callable, Iterable
 from typing import Any
+
+import orjson
+from prometheus_client import Counter
 
 from gateway.backoff import next_delay, retry_after_seconds
 from gateway.clock import Clock
 from gateway.concurrency import AdaptiveLimit
 from gateway.deadletters import MAX_DL_BODY, Failure
+from gateway.delivery_log import DeliveryLog
 from gateway.metrics import Metrics
 from gateway.outcomes import (
+    INTERNAL_ERROR,
     Ack,
     DeadLetter,
     Decision,
@@ -34,6 +38,7 @@ from gateway.outcomes import (
     classify_error,
     classify_status,
     decide,
+    delivery_code,
 )
 from gateway.pushes import PushRequest, PushResult, build_push, with_credentials
 from gateway.recorder import Recorder
@@ -43,7 +48,6 @@ from gateway.store.lmdb import LmdbStore
 from gateway.subscriptions import Subscription, SubscriptionRegistry
 from gateway.targets import Target
 
-log = logging.getLogger("gateway.engine")
 ERROR_COOLDOWN = 1.0
 
 
@@ -137,10 +141,10 @@ class Lane:
         self._recorder = Recorder(engine.store, engine.now, engine.wake)
         self.waiting = False
         self._durations = engine.metrics.delivery_duration.labels(subscription.name)
-        self._outcomes = {
-            outcome: engine.metrics.deliveries.labels(subscription.name, outcome)
-            for outcome in ("acked", "retried", "deadlettered", "dropped")
-        }
+        # Each (outcome, code) series bound once: a dict lookup per push, not a `labels()`.
+        self._series: dict[tuple[str, str], Counter] = {}
+        self._acked = self._counter("acked", "2xx")
+        self.log = DeliveryLog(subscription.name, engine.clock, engine.now)
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"lane:{subscription.name}")
 
@@ -179,13 +183,8 @@ class Lane:
                 await self._wait(now)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a lane must outlive a bad read: log, pause, carry on
-                log.exception(
-                    "lane %s failed; retrying in %gs",
-                    self.subscription.name,
-                    ERROR_COOLDOWN,
-                    extra={"subscription": self.subscription.name},
-                )
+            except Exception as error:  # a lane must outlive a bad read: log, pause, carry on
+                self.log.lane_failed(error, ERROR_COOLDOWN)
                 await self.engine.clock.sleep(ERROR_COOLDOWN)
 
     def _room(self) -> int:
@@ -251,42 +250,38 @@ class Lane:
 
     async def _attempt(self, delivery: DueDelivery) -> None:
         try:
-            settlement = await self._try(delivery)
+            settlement, code = await self._try(delivery)
             await self._recorder.record(settlement)
-            self._count(settlement)
+            self._settled(delivery, settlement, code)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception(
-                "attempt for %s failed internally; it stays pending",
-                self.subscription.name,
-                extra={"subscription": self.subscription.name, "seq": delivery.seq},
-            )
+        except Exception as error:  # nothing recorded: it stays pending, tried again later
+            self._counter("error", "other").inc()
+            self.log.internal(delivery.payload, error)
             with contextlib.suppress(asyncio.CancelledError):
                 await self.engine.clock.sleep(ERROR_COOLDOWN)
         finally:
             self.in_flight.discard(delivery.seq)
 
-    async def _try(self, delivery: DueDelivery) -> Settlement:
+    async def _try(self, delivery: DueDelivery) -> tuple[Settlement, str]:
+        """The attempt's settlement, and its `code` label."""
         subscription = self.subscription
         if delivery.payload is None or delivery.state.expires <= self.engine.now():
             # Expired, or its event is gone with a deleted topic: settle it, never leave it stuck.
-            return self._settlement(
-                delivery, DeadLetter("expired"), delivery.state.attempts, _last_failure(delivery)
-            )
+            decision = DeadLetter("expired")
+            failure = _last_failure(delivery)
+            return self._settlement(delivery, decision, delivery.state.attempts, failure), "other"
         try:
             request = self._request(delivery.payload)
-        except Exception as error:  # a stored event the push cannot be built from: give up
-            failure = Failure("invalid-event", f"{error.__class__.__name__}: {error}"[:256], None)
-            return self._settlement(
-                delivery, DeadLetter("permanent"), delivery.state.attempts + 1, failure
-            )
+        except Exception as error:  # a stored event the push cannot be built from (issue 19)
+            result = PushResult.failed(INTERNAL_ERROR, f"{error.__class__.__name__}: {error}")
+            return self._judge(delivery, result, unreadable=True), "other"
         started = self.engine.clock.monotonic()
         result = await self.engine.sink.push(
             subscription.target, request, subscription.ack_deadline
         )
         self._durations.observe(self.engine.clock.monotonic() - started)
-        return self._judge(delivery, result)
+        return self._judge(delivery, result), delivery_code(result.status, result.error)
 
     def _request(self, payload: bytes) -> PushRequest:
         target = self.subscription.target
@@ -297,21 +292,36 @@ class Lane:
             int(self.engine.clock.now()),
         )
 
-    def _count(self, settlement: Settlement) -> None:
+    def _counter(self, outcome: str, code: str) -> Counter:
+        series = self._series.get((outcome, code))
+        if series is None:
+            series = self.engine.metrics.deliveries.labels(self.subscription.name, outcome, code)
+            self._series[(outcome, code)] = series
+        return series
+
+    def _settled(self, delivery: DueDelivery, settlement: Settlement, code: str) -> None:
+        """Count the recorded outcome; log one that is not an ack."""
         decision = settlement.decision
         if isinstance(decision, Ack):
-            outcome = "acked"
-        elif isinstance(decision, RetryAt):
+            (self._acked if code == "2xx" else self._counter("acked", code)).inc()
+            return
+        if isinstance(decision, RetryAt):
             outcome = "retried"
         else:
             outcome = "deadlettered" if settlement.dead_letter_topic else "dropped"
-        self._outcomes[outcome].inc()
+        self._counter(outcome, code).inc()
+        self.log.settled(settlement, delivery.payload)
 
-    def _judge(self, delivery: DueDelivery, result: PushResult) -> Settlement:
+    def _judge(
+        self, delivery: DueDelivery, result: PushResult, unreadable: bool = False
+    ) -> Settlement:
+        """`unreadable`: the push could not be built from the stored event, which says
+        nothing about the destination (its concurrency is left alone)."""
         subscription = self.subscription
         attempts = delivery.state.attempts + 1
         verdict = _verdict(result, subscription.permanent_codes)
-        self._adapt(verdict)
+        if not unreadable:
+            self._adapt(verdict)
         retry_after = retry_after_seconds(result.retry_after, self.engine.clock.now())
         delay = next_delay(subscription.retry, attempts, self.engine.rng.random(), retry_after)
         decision = decide(
@@ -323,18 +333,26 @@ class Lane:
             expires_at=delivery.state.expires,
         )
         failure = None if verdict is Verdict.ACK else _failure(result, subscription.target)
-        return self._settlement(delivery, decision, attempts, failure)
+        dead_letterable = not unreadable or _is_json_object(delivery.payload)
+        return self._settlement(delivery, decision, attempts, failure, dead_letterable)
 
     def _settlement(
-        self, delivery: DueDelivery, decision: Decision, attempts: int, failure: Failure | None
+        self,
+        delivery: DueDelivery,
+        decision: Decision,
+        attempts: int,
+        failure: Failure | None,
+        dead_letterable: bool = True,
     ) -> Settlement:
+        """`dead_letterable`: False for a stored event no dead letter can be made of (it is
+        then dropped when given up)."""
         return Settlement(
             subscription=self.subscription.name,
             seq=delivery.seq,
             decision=decision,
             attempts=attempts,
             failure=failure,
-            dead_letter_topic=self.subscription.dead_letter_topic,
+            dead_letter_topic=self.subscription.dead_letter_topic if dead_letterable else None,
             due=delivery.state.due,
             wall=self.engine.clock.now(),
         )
@@ -359,6 +377,13 @@ def _failure(result: PushResult, target: Target) -> Failure:
         return Failure(str(result.status), f"HTTP {result.status}", body)
     detail = None if result.detail is None else target.redact(result.detail.encode()).decode()
     return Failure(result.error, detail, None)
+
+
+def _is_json_object(payload: bytes | None) -> bool:
+    try:
+        return payload is not None and isinstance(orjson.loads(payload), dict)
+    except orjson.JSONDecodeError:
+        return False
 
 
 def _last_failure(delivery: DueDelivery) -> Failure:

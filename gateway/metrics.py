@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 DEAD_LETTER_REASONS = ("exhausted", "permanent", "expired")
 DROP_REASONS = ("exhausted", "permanent", "expired", "missing", "purged", "redriven")
-OUTCOMES = ("acked", "retried", "deadlettered", "dropped")
+# "error": nothing could be recorded (a failure inside the gateway); the attempt is made again.
+OUTCOMES = ("acked", "retried", "deadlettered", "dropped", "error")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -63,8 +64,9 @@ class Metrics:
         )
         self.deliveries = Counter(
             "cegateway_deliveries",
-            "Push attempts by what was decided.",
-            ["subscription", "outcome"],
+            "Push attempts by what was decided, and by what came back (code: 2xx, 3xx, 4xx, "
+            "5xx, timeout, connect, egress, other).",
+            ["subscription", "outcome", "code"],
             registry=registry,
         )
         self.delivery_duration = Histogram(

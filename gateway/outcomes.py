@@ -13,13 +13,17 @@ SQS answers with error codes rather than statuses: `classify_sqs_error` names th
 (`sqs-throttled`, `sqs-access-denied`, ...), which is what a dead letter's `dlstatus` shows.
 Throttling, server errors and unknown codes are retried; a denied access, a missing queue and
 an invalid request will not change by waiting, so they are permanent.
+
+`delivery_code` maps an attempt's result to the bounded `code` label of the deliveries metric.
+A push the gateway could not build (`invalid-event`, issue 19) is an unknown error kind to
+`classify_error`, so it is retried with backoff like any failure, then dead-lettered.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
 
 class Verdict(enum.Enum):
@@ -151,6 +155,27 @@ def classify_sqs_error(
     if sender_fault:
         return SQS_INVALID
     return SQS_ERROR
+
+
+# The `code` label of cegateway_deliveries_total (DESIGN "Delivery visibility"): a fixed set,
+# whatever statuses and error kinds come back, so the series stay bounded.
+DELIVERY_CODES: Final = ("2xx", "3xx", "4xx", "5xx", "timeout", "connect", "egress", "other")
+_STATUS_CLASSES: Final = {2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+_ERROR_CODES: Final = {
+    "timeout": "timeout",
+    "connect": "connect",
+    "tls": "connect",  # the connection could not be set up (its handshake failed)
+    "egress-denied": "egress",
+}
+INTERNAL_ERROR: Final = "invalid-event"  # the push could not be built from the stored event
+
+
+def delivery_code(status: int | None, error: str | None) -> str:
+    """The `code` label for an attempt's HTTP status, or (no status) its error kind.
+    A 1xx (102 acks), an SQS error code and a failure inside the gateway are `other`."""
+    if status is not None:
+        return _STATUS_CLASSES.get(status // 100, "other")
+    return _ERROR_CODES.get(error or "", "other")
 
 
 DeadLetterReason: TypeAlias = Literal["exhausted", "permanent", "expired"]

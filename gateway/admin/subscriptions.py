@@ -12,21 +12,40 @@ from starlette.responses import Response
 
 from gateway import api_models as shapes
 from gateway.admin.common import check_resolved, config_error, decode_body, json_response
+from gateway.deadletters import rfc3339_utc
 from gateway.egress import PolicyResolver
 from gateway.openapi import Operation, Query
 from gateway.problems import Conflict, InvalidRequest, NotFound
 from gateway.settings import ConfigError, RawSubscription, msgspec_field, msgspec_path
+from gateway.store.keys import LastOutcome
 from gateway.store.lmdb import LmdbStore
 from gateway.subscriptions import Subscription, SubscriptionRegistry
 from gateway.targets import HttpTarget, mask_secrets
 
 
-def subscription_json(subscription: Subscription, status: dict[str, int] | None) -> Any:
+def subscription_json(subscription: Subscription, status: dict[str, Any] | None) -> Any:
     """A subscription as users read it back: its spec, inline secrets masked."""
     document: dict[str, Any] = mask_secrets(_without_nulls(msgspec.to_builtins(subscription.spec)))
     if status is not None:
         document["status"] = status
     return document
+
+
+def last_outcome_json(last: LastOutcome) -> dict[str, Any]:
+    """The status fields of the last success and failure; those never seen are left out.
+    `lastStatus` is the last failed attempt's HTTP status (an integer) or error kind."""
+    found: dict[str, Any] = {}
+    if last.success_time is not None:
+        found["lastSuccessTime"] = rfc3339_utc(last.success_time)
+    if last.failure_time is not None:
+        found["lastFailureTime"] = rfc3339_utc(last.failure_time)
+    if last.status is not None:
+        found["lastStatus"] = (
+            int(last.status) if last.status.isascii() and last.status.isdigit() else last.status
+        )
+    if last.error is not None:
+        found["lastError"] = last.error
+    return found
 
 
 def _without_nulls(value: Any) -> Any:
@@ -86,12 +105,13 @@ class SubscriptionsApi:
             ),
         ]
 
-    def status(self, name: str) -> dict[str, int]:
+    def status(self, name: str) -> dict[str, Any]:
         counters = self._store.deliveries.counters(name)
         settled = counters["acked"] + counters["deadlettered"] + counters["dropped"]
         return {
             **{key: counters[key] for key in ("published", "acked", "deadlettered", "dropped")},
             "pending": counters["published"] - settled,
+            **last_outcome_json(self._store.deliveries.last_outcome(name)),
         }
 
     def _existing(self, name: str) -> Subscription:

@@ -10,10 +10,11 @@ Only plain acks go there (`gateway.store.acks`): what they write is fixed and ne
 gateway's state. Retries, dead letters, publishes and admin changes stay with the group
 committer's thread. Both write to the same LMDB environment, whose write lock serialises them.
 
-Over a socket pair, the gateway sends frames (u32 length, then JSON `[[subscription, seq,
-due], ...]`). The child reads every frame that has arrived, applies them in one write
-transaction, commits (one fsync for all of them) and answers once per transaction: how many
-frames, whether it committed, and how long the commit took. Answers come in frame order.
+Over a socket pair, the gateway sends frames (u32 length, then JSON `[[[subscription, seq,
+due], ...], {subscription: wall time of its last ack}]`). The child reads every frame that has
+arrived, applies them in one write transaction, commits (one fsync for all of them) and answers
+once per transaction: how many frames, whether it committed, and how long the commit took.
+Answers come in frame order.
 
 When the child cannot commit a batch (the map is full and only the gateway grows it, or
 anything else), does not answer within 30 s (it is then killed), or is gone, `record` raises
@@ -22,8 +23,9 @@ acks through the writer thread instead. That is safe even if the child did commi
 applied twice changes nothing. A child that is gone is not restarted; acks then all go through
 the writer thread, and the error is logged once.
 
-The child exits when the gateway closes its end of the socket, or dies (EOF): it never
-outlives the gateway by more than the commit it is in.
+The child exits when the gateway closes its end of the socket, or dies (EOF, or a reset or
+broken pipe when replies were left unread): it never outlives the gateway by more than the
+commit it is in, and it leaves nothing in the log when the gateway goes away.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +48,7 @@ import orjson
 
 from gateway.deadlines import Deadlines
 from gateway.store import mapped
-from gateway.store.acks import PlainAck, apply_acks
+from gateway.store.acks import PlainAck, apply_acks, record_successes, settled_successes
 from gateway.store.environment import open_environment
 
 log = logging.getLogger("gateway.store")
@@ -103,10 +105,11 @@ class AckWriter:
     def pid(self) -> int | None:
         return None if self._process is None else self._process.pid
 
-    async def record(self, acks: list[PlainAck]) -> None:
-        """Return once `acks` are committed; raise AckWriterUnavailable if they were not."""
+    async def record(self, acks: list[PlainAck], succeeded: Mapping[str, float]) -> None:
+        """Return once `acks` are committed (and `succeeded`, each subscription's last ack
+        time); raise AckWriterUnavailable if they were not."""
         stream = await self._ready()
-        data = orjson.dumps(acks)
+        data = orjson.dumps([acks, succeeded])
         future = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
         stream.write(FRAME.pack(len(data)) + data)
@@ -221,11 +224,15 @@ def _sync_flag(fsync: bool) -> str:
 
 
 def serve(path: str, sync: str, fd: int) -> None:
-    """The child: commit the acks that arrive on socket `fd` until it closes."""
+    """The child: commit the acks that arrive on socket `fd` until it closes.
+
+    A gateway that dies (killed, crashed) closes the socket with our replies unread: the next
+    read or write then fails (ECONNRESET, EPIPE) instead of seeing end of input. Either way the
+    gateway is gone, which is its own news: the child exits quietly, as at end of input."""
     file = Path(path)
     env = open_environment(file, fsync=sync == "fsync")
     db = {name: env.open_db(name.encode(), create=False) for name in TABLES}
-    with socket.socket(fileno=fd) as channel:
+    with socket.socket(fileno=fd) as channel, contextlib.suppress(ConnectionError):
         for frames in _frames(channel):
             seconds = _commit(env, db, frames)
             reply = REPLY.pack(len(frames), seconds is not None, seconds or 0.0)
@@ -245,8 +252,11 @@ def _commit(
         log.exception("the ack writer could not begin a transaction")
         return None
     try:
+        latest: dict[str, float] = {}  # each subscription's last ack time, written once
         for frame in frames:
-            apply_acks(txn, db, orjson.loads(frame))
+            acks, succeeded = orjson.loads(frame)
+            latest.update(settled_successes(succeeded, apply_acks(txn, db, acks)))
+        record_successes(txn, db["meta"], latest)
         started = time.perf_counter()
         txn.commit()
         return time.perf_counter() - started

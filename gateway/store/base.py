@@ -17,7 +17,7 @@ from gateway.store.committer import Transaction
 
 if TYPE_CHECKING:
     from gateway.store.deliveries import DueDelivery, Settlement
-    from gateway.store.keys import DeliveryState
+    from gateway.store.keys import DeliveryState, LastOutcome
     from gateway.store.redrive import RetentionOf, Selection
 
 T = TypeVar("T")
@@ -81,6 +81,10 @@ class Deliveries(Protocol):
     def next_due(self, subscription: str, after: float) -> float | None: ...
 
     def counters(self, subscription: str) -> dict[str, int]: ...
+
+    def last_outcome(self, subscription: str) -> LastOutcome:
+        """When the subscription's last attempts succeeded and failed, and what failed."""
+        ...
 
     def oldest_pending(self, subscription: str) -> float | None: ...
 

@@ -20,7 +20,7 @@ import orjson
 from gateway.deadletters import Failure, dead_letter_attributes, dead_letter_payload
 from gateway.outcomes import Ack, DeadLetter, Decision, RetryAt
 from gateway.store import keys
-from gateway.store.acks import PlainAck, apply_acks
+from gateway.store.acks import PlainAck, apply_acks, settled_successes
 from gateway.store.base import SubscriptionsOf
 from gateway.store.committer import Transaction
 from gateway.store.scan import delete_prefix, scan_keys, scan_prefix
@@ -109,13 +109,17 @@ class DeliveryLedger:
         Acks (the common case) are tallied and counted once per subscription, not per ack."""
         woken: set[str] = set()
         acks: list[PlainAck] = []
+        succeeded: dict[str, float] = {}
         for settlement in settlements:
             ack = plain_ack(settlement)
             if ack is not None:
                 acks.append(ack)
+                succeeded[settlement.subscription] = settlement.wall
             else:
                 woken |= self.settle(txn, settlement, now)
-        apply_acks(txn, self._db, acks)
+        acked = apply_acks(txn, self._db, acks)
+        for subscription, wall in settled_successes(succeeded, acked):
+            self._store.tallies.succeeded(subscription, wall)
         return woken
 
     def settle(self, txn: Transaction, settlement: Settlement, now: float) -> set[str]:
@@ -126,6 +130,8 @@ class DeliveryLedger:
             return set()
         state = keys.decode_delivery(value)
         decision = settlement.decision
+        if settlement.attempts > state.attempts:  # an attempt, not an expiry without one
+            self._last_outcome(settlement)
         if isinstance(decision, RetryAt):
             self._reschedule(txn, settlement, state, decision.due)
             return set()
@@ -134,6 +140,15 @@ class DeliveryLedger:
             self.count(settlement.subscription, "acked")
             return set()
         return self._dead_letter(txn, settlement, state, decision, now)
+
+    def _last_outcome(self, settlement: Settlement) -> None:
+        """What the subscription's status shows as its last success or last failure."""
+        subscription, wall = settlement.subscription, settlement.wall
+        if isinstance(settlement.decision, Ack):
+            self._store.tallies.succeeded(subscription, wall)
+        else:
+            failure = settlement.failure or Failure(None, None, None)
+            self._store.tallies.failed(subscription, wall, failure.status, failure.error)
 
     def _reschedule(
         self, txn: Transaction, settlement: Settlement, state: keys.DeliveryState, due: float
@@ -186,9 +201,17 @@ class DeliveryLedger:
             failure=settlement.failure or Failure(None, None, None),
             at=settlement.wall,
         )
+        try:
+            dead_letter = dead_letter_payload(payload, attributes)
+        except (ValueError, TypeError):  # a stored event that is no JSON object (issue 19, F1)
+            # It can be no dead letter; failing here would fail the whole batch of outcomes,
+            # again on every try. Dropped and counted instead (the engine logs it).
+            self.count(subscription, "dropped")
+            self.count(subscription, f"dropped.{decision.reason}")
+            return set()
         self.count(subscription, "deadlettered")
         self.count(subscription, f"deadlettered.{decision.reason}")
-        return self._store.append(txn, topic, dead_letter_payload(payload, attributes), now)
+        return self._store.append(txn, topic, dead_letter, now)
 
     def _payload(self, txn: Transaction, state: keys.DeliveryState) -> bytes | None:
         if state.payload is not None:
@@ -234,6 +257,7 @@ class DeliveryLedger:
         dropped = delete_prefix(txn, self._db["deliveries"], keys.delivery_prefix(subscription))
         delete_prefix(txn, self._db["due"], keys.due_prefix(subscription))
         delete_prefix(txn, self._db["meta"], keys.counter_key(subscription, ""))
+        delete_prefix(txn, self._db["meta"], keys.last_prefix(subscription))
         self._store.tallies.subscription_deleted(subscription)
         txn.delete(keys.subscription_key(subscription), db=self._db["meta"])
         return dropped
@@ -287,6 +311,16 @@ class DeliveryLedger:
             for key, value in scan_prefix(txn, self._db["meta"], prefix):
                 found[key[len(prefix) :].decode()] = int(keys.SEQ.unpack(value)[0])
             return found
+
+        return self._store.read(run)
+
+    def last_outcome(self, subscription: str) -> keys.LastOutcome:
+        """The subscription's last success and last failure (what its status shows)."""
+        meta = self._db["meta"]
+
+        def run(txn: Transaction) -> keys.LastOutcome:
+            success = txn.get(keys.last_success_key(subscription), db=meta)
+            return keys.decode_last(success, txn.get(keys.last_failure_key(subscription), db=meta))
 
         return self._store.read(run)
 

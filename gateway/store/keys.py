@@ -9,6 +9,9 @@
                 b"subscription/" name           -> subscription spec (JSON)
                 b"count/" subscription "/" kind -> u64 counter
                 b"events/" topic                -> u64 events the topic holds
+                b"last/" subscription "/success" -> f64 wall time of the last acked attempt
+                b"last/" subscription "/failure" -> JSON {time, status, error} of the last
+                                                   failed attempt
 
 Dedup keys are a fixed-size hash because LMDB keys are at most 511 bytes and a CloudEvent's
 source and id are unbounded (RELIABILITY R4). Names never contain NUL (they are validated).
@@ -18,10 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from dataclasses import dataclass
 
 import msgspec
+import orjson
 
 SEQ = struct.Struct(">Q")
+TIME = struct.Struct(">d")
 EVENT_HEADER = struct.Struct(">d32s")
 DEDUP_VALUE = struct.Struct(">Qd")
 SEP = b"\x00"
@@ -122,3 +128,38 @@ def counter_key(subscription: str, kind: str) -> bytes:
 
 def topic_count_key(topic: str) -> bytes:
     return b"events/" + topic.encode()
+
+
+def last_prefix(subscription: str) -> bytes:
+    return b"last/" + subscription.encode() + b"/"
+
+
+def last_success_key(subscription: str) -> bytes:
+    return last_prefix(subscription) + b"success"
+
+
+def last_failure_key(subscription: str) -> bytes:
+    return last_prefix(subscription) + b"failure"
+
+
+@dataclass(frozen=True, slots=True)
+class LastOutcome:
+    """When a subscription's last attempts succeeded and failed (wall seconds), and what the
+    last failed one saw: an HTTP status ("503") or error kind ("timeout"), and short text."""
+
+    success_time: float | None = None
+    failure_time: float | None = None
+    status: str | None = None
+    error: str | None = None
+
+
+def encode_failure(wall: float, status: str | None, error: str | None) -> bytes:
+    return orjson.dumps({"time": wall, "status": status, "error": error})
+
+
+def decode_last(success: bytes | None, failure: bytes | None) -> LastOutcome:
+    success_time = None if success is None else float(TIME.unpack(success)[0])
+    if failure is None:
+        return LastOutcome(success_time)
+    document = orjson.loads(failure)
+    return LastOutcome(success_time, document["time"], document["status"], document["error"])

@@ -256,10 +256,10 @@ class LmdbStore:
     async def record(self, settlements: Sequence[Settlement], now: float) -> set[str]:
         """Record attempts' outcomes in one commit; returns subscriptions to wake. Plain acks
         go to the ack writer process, anything else to the next group commit."""
-        acks = _plain_acks(settlements)
+        acks, succeeded = _plain_acks(settlements)
         if acks:
             try:
-                await self.ack_writer.record(acks)
+                await self.ack_writer.record(acks, succeeded)
                 return set()
             except AckWriterUnavailable:
                 pass  # the writer thread records them; an ack applied twice changes nothing
@@ -326,12 +326,17 @@ if TYPE_CHECKING:
     _CONFORMS: type[Store] = LmdbStore  # mypy keeps `base.Store` true to this implementation
 
 
-def _plain_acks(settlements: Sequence[Settlement]) -> list[PlainAck] | None:
-    """The acks, if every settlement is a plain ack (the ack writer takes only those)."""
+def _plain_acks(
+    settlements: Sequence[Settlement],
+) -> tuple[list[PlainAck] | None, dict[str, float]]:
+    """The acks, if every settlement is a plain ack (the ack writer takes only those), and
+    the wall time of each subscription's last one."""
     acks = []
+    succeeded: dict[str, float] = {}
     for settlement in settlements:
         ack = plain_ack(settlement)
         if ack is None:
-            return None
+            return None, succeeded
         acks.append(ack)
-    return acks
+        succeeded[settlement.subscription] = settlement.wall
+    return acks, succeeded

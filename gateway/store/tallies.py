@@ -1,5 +1,6 @@
 """What the operations of one write transaction share: the last seq assigned, the topics'
-retention, and the counters they add to (events per topic, deliveries per subscription).
+retention, and the counters they add to (events per topic, deliveries per subscription), and
+each subscription's last success and last failure.
 
 Every publish reads the last seq and its topic's retention and adds to two or more counters.
 Done per operation, that is five or more LMDB calls per publish, and each call hands the GIL
@@ -21,9 +22,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.store import keys
-from gateway.store.acks import add_to_counter
+from gateway.store.acks import add_to_counter, record_successes
 from gateway.store.committer import Transaction
 from gateway.store.topics import count_events, topic_retention
+
+MAX_ERROR = 256  # the lastError a subscription's status shows, as a dead letter's dlerror
 
 
 class Tallies:
@@ -38,6 +41,8 @@ class Tallies:
         self._retention: dict[str, float] = {}
         self._event_counts: dict[str, int] = {}
         self._counters: dict[tuple[str, str], int] = {}
+        self._succeeded: dict[str, float] = {}
+        self._failed: dict[str, tuple[float, str | None, str | None]] = {}
 
     def last_seq(self, txn: Transaction) -> int:
         """The last seq assigned in any topic (0 before the first event)."""
@@ -65,6 +70,14 @@ class Tallies:
         key = (subscription, kind)
         self._counters[key] = self._counters.get(key, 0) + by
 
+    def succeeded(self, subscription: str, wall: float) -> None:
+        """An attempt of `subscription` was acked at `wall` (its status' lastSuccessTime)."""
+        self._succeeded[subscription] = wall
+
+    def failed(self, subscription: str, wall: float, status: str | None, error: str | None) -> None:
+        """An attempt of `subscription` failed at `wall`: only the last one is written."""
+        self._failed[subscription] = (wall, status, error)
+
     def topic_changed(self, topic: str) -> None:
         """The topic's row was replaced (its retention may differ)."""
         self._retention.pop(topic, None)
@@ -78,6 +91,8 @@ class Tallies:
         """Its counters are gone: nothing tallied for it may bring them back."""
         for key in [key for key in self._counters if key[0] == subscription]:
             del self._counters[key]
+        self._succeeded.pop(subscription, None)
+        self._failed.pop(subscription, None)
 
     def write(self, txn: Transaction) -> None:
         """Just before the commit: write what the transaction's operations tallied."""
@@ -88,3 +103,7 @@ class Tallies:
                 count_events(txn, self._db, topic, by)
         for (subscription, kind), by in self._counters.items():
             add_to_counter(txn, self._db["meta"], subscription, kind, by)
+        record_successes(txn, self._db["meta"], self._succeeded)
+        for subscription, (wall, status, error) in self._failed.items():
+            value = keys.encode_failure(wall, status, None if error is None else error[:MAX_ERROR])
+            txn.put(keys.last_failure_key(subscription), value, db=self._db["meta"])
