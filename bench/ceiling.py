@@ -27,9 +27,9 @@ from starlette.routing import Route
 
 from gateway import server as gateway_server
 from gateway.bodies import read_body
+from gateway.config.settings import ServerSettings, load_config
 from gateway.events import parse_request
 from gateway.problems import GatewayError, problem_response
-from gateway.settings import ServerSettings, load_config
 
 
 def create_app(max_body_size: int) -> Starlette:

@@ -39,9 +39,9 @@ import orjson
 from hypercorn.asyncio import serve
 
 from gateway.app import create_app
+from gateway.config.settings import parse_config
 from gateway.pushes import PushRequest, PushResult
 from gateway.server import hypercorn_config
-from gateway.settings import parse_config
 from gateway.sinks import Sinks
 from gateway.store import committer
 from gateway.targets import HttpTarget, Target

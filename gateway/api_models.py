@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from gateway.settings import MAX_NAME, MAX_TEXT, Duration, Name, RawSubscription, Url
+from gateway.config.settings import MAX_NAME, MAX_TEXT, Duration, Name, RawSubscription, Url
 
 
 class _Shape(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):

@@ -20,6 +20,7 @@ from gateway import console, health, openapi
 from gateway.admin import ConfigApi, DeadLettersApi, SubscriptionsApi, TopicsApi
 from gateway.auth import AuthMiddleware, load_tokens
 from gateway.clock import Clock, SteadyTime, SystemClock
+from gateway.config.settings import Settings
 from gateway.declarative import ApplyResult, apply_config, reload_config
 from gateway.engine import Engine
 from gateway.events import Limits
@@ -36,7 +37,6 @@ from gateway.problems import (
 )
 from gateway.receiver import Receiver
 from gateway.retention import run_retention
-from gateway.settings import Settings
 from gateway.sinks import Sinks
 from gateway.store import mapped
 from gateway.store.lmdb import LmdbStore

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.config.settings import ConfigError, RawAuth, Settings
 from gateway.problems import (
     Forbidden,
     GatewayError,
@@ -31,7 +32,6 @@ from gateway.problems import (
     Unauthorized,
     problem_response,
 )
-from gateway.settings import ConfigError, RawAuth, Settings
 
 MAX_HEADER_BYTES = 16 * 1024  # as Hypercorn's h11_max_incomplete_size
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json"})

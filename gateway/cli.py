@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gateway import demo_receiver, logs
 from gateway.cli_admin import CliError, add_admin_commands, add_global_options
-from gateway.settings import ConfigError, Settings, load_config
+from gateway.config.settings import ConfigError, Settings, load_config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from gateway.settings import DEFAULT_TOPIC, PRETRY_PREFIX, ConfigError, Settings, load_config
+from gateway.config.settings import DEFAULT_TOPIC, PRETRY_PREFIX, ConfigError, Settings, load_config
 from gateway.subscriptions import SubscriptionRegistry, validate_settings
 from gateway.topics import TopicRegistry
 

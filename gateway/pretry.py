@@ -36,14 +36,8 @@ from starlette.responses import Response
 
 from gateway import api_models as shapes
 from gateway.admin import check_resolved, decode_body, json_response
-from gateway.deadletters import rfc3339_utc
-from gateway.durations import format_duration
-from gateway.egress import PolicyResolver
-from gateway.events import STRUCTURED, IncomingEvent, parse_request
-from gateway.openapi import Operation
-from gateway.problems import Conflict, InvalidRequest, NotFound
-from gateway.receiver import Receiver
-from gateway.settings import (
+from gateway.config.durations import format_duration
+from gateway.config.settings import (
     PRETRY_PREFIX,
     RETENTION,
     ConfigError,
@@ -55,6 +49,12 @@ from gateway.settings import (
     RawSubscription,
     TopicSettings,
 )
+from gateway.deadletters import rfc3339_utc
+from gateway.egress import PolicyResolver
+from gateway.events import STRUCTURED, IncomingEvent, parse_request
+from gateway.openapi import Operation
+from gateway.problems import Conflict, InvalidRequest, NotFound
+from gateway.receiver import Receiver
 from gateway.store.lmdb import LmdbStore
 from gateway.subscriptions import Subscription, SubscriptionRegistry
 from gateway.targets import MASK

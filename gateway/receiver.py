@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from gateway.api_models import Accepted
 from gateway.bodies import read_body
+from gateway.config.settings import DEFAULT_TOPIC
 from gateway.events import (
     BATCH,
     DEFAULT_LIMITS,
@@ -29,7 +30,6 @@ from gateway.health import Readiness
 from gateway.metrics import Metrics
 from gateway.openapi import Operation
 from gateway.problems import NotFound, NotReady
-from gateway.settings import DEFAULT_TOPIC
 from gateway.store.base import PublishResult
 from gateway.store.lmdb import LmdbStore
 from gateway.topics import TopicRegistry

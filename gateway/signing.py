@@ -15,7 +15,7 @@ import hashlib
 import hmac
 from pathlib import Path
 
-from gateway.settings import ConfigError
+from gateway.config.settings import ConfigError
 
 SECRET_PREFIX = "whsec_"
 MIN_SECRET_BYTES = 24

@@ -16,9 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from gateway.backoff import RetryPolicy
-from gateway.egress import EgressPolicy
-from gateway.filters import Filter, FilterError, compile_filters
-from gateway.settings import (
+from gateway.config.settings import (
     ACK_DEADLINE,
     DEFAULT_TOPIC,
     DELAY,
@@ -31,6 +29,8 @@ from gateway.settings import (
     Settings,
     duration_at,
 )
+from gateway.egress import EgressPolicy
+from gateway.filters import Filter, FilterError, compile_filters
 from gateway.store import keys
 from gateway.store.lmdb import LmdbStore
 from gateway.store.scan import scan_prefix

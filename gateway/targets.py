@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.egress import EgressDenied, EgressPolicy, url_host
-from gateway.settings import (
+from gateway.config.settings import (
     ConfigError,
     RawHttpDestination,
     RawSqsDestination,
     RawSubscription,
 )
+from gateway.egress import EgressDenied, EgressPolicy, url_host
 from gateway.signing import basic_authorization, load_signing_secrets, read_credential
 
 HTTP_CONTENT_MODES = ("binary", "structured", "data")

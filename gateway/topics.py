@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gateway.config.settings import DEFAULT_TOPIC, TopicSettings
 from gateway.problems import NotFound
-from gateway.settings import DEFAULT_TOPIC, TopicSettings
 from gateway.store.lmdb import LmdbStore
 
 DEFAULT_RETENTION = 24 * 3600.0

@@ -17,9 +17,9 @@ import httpx
 import orjson
 import pytest
 
+from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
 from gateway.outcomes import Ack
-from gateway.settings import TopicSettings
 from gateway.store.ack_writer import FRAME, AckWriterUnavailable
 from gateway.store.deliveries import Settlement
 from gateway.store.lmdb import LmdbStore

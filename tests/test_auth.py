@@ -110,7 +110,7 @@ async def test_publisher_token_gets_403_on_every_admin_route(tmp_path: Path) -> 
 
 async def test_unreadable_token_file_refuses_to_start(tmp_path: Path) -> None:
     from gateway.app import create_app
-    from gateway.settings import ConfigError
+    from gateway.config.settings import ConfigError
 
     settings = make_settings(tmp_path, auth={"adminTokenFile": str(tmp_path / "missing")})
     with pytest.raises(ConfigError, match=r"auth\.adminTokenFile"):

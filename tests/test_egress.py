@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config.settings import ConfigError, parse_config
 from gateway.egress import EgressDenied, EgressPolicy
-from gateway.settings import ConfigError, parse_config
 from gateway.subscriptions import validate_settings
 from tests.conftest import (
     LOOPBACK_EGRESS,

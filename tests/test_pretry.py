@@ -17,7 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.clock import ManualClock
-from gateway.settings import load_config
+from gateway.config.settings import load_config
 from tests.conftest import (
     LOOPBACK_EGRESS,
     RunningGateway,

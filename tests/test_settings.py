@@ -1,4 +1,4 @@
-"""Table tests for the configuration file (gateway/settings.py): defaults, DESIGN's example, and
+"""Table tests for the configuration file (gateway/config/settings.py): defaults, DESIGN's example, and
 errors that name the key path."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway.settings import ConfigError, Settings, TopicSettings, load_config, parse_config
+from gateway.config.settings import ConfigError, Settings, TopicSettings, load_config, parse_config
 from gateway.subscriptions import validate_settings
 
 REPO = Path(__file__).resolve().parent.parent

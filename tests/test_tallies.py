@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
+from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
 from gateway.problems import InvalidRequest, NotFound
-from gateway.settings import TopicSettings
 from gateway.store.acks import add_to_counter
 from gateway.store.committer import Transaction
 from gateway.store.lmdb import LmdbStore

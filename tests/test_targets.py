@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.settings import ConfigError, parse_config
+from gateway.config.settings import ConfigError, parse_config
 from gateway.subscriptions import Subscription, validate_settings
 from gateway.targets import AwsCredentials, HttpTarget, SqsTarget, mask_secrets
 

@@ -12,11 +12,11 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.config.settings import ConfigError, msgspec_field, msgspec_path
 from gateway.egress import EgressDenied, PolicyResolver, literal_address, url_host
 from gateway.jsonsafe import loads_limited
 from gateway.openapi import Query
 from gateway.problems import InvalidRequest
-from gateway.settings import ConfigError, msgspec_field, msgspec_path
 from gateway.subscriptions import Subscription
 
 S = TypeVar("S")

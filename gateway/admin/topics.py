@@ -13,10 +13,16 @@ from starlette.responses import Response
 from gateway import api_models as shapes
 from gateway.admin.common import PAGE_QUERY, config_error, decode_body, json_response, page_limit
 from gateway.admin.deadletters import DEAD_LETTER_QUERY, selection_from_query
-from gateway.durations import format_duration
+from gateway.config.durations import format_duration
+from gateway.config.settings import (
+    DEFAULT_TOPIC,
+    ConfigError,
+    RawTopic,
+    TopicSettings,
+    topic_settings,
+)
 from gateway.openapi import Operation
 from gateway.problems import Conflict, InvalidRequest
-from gateway.settings import DEFAULT_TOPIC, ConfigError, RawTopic, TopicSettings, topic_settings
 from gateway.store.lmdb import LmdbStore
 from gateway.subscriptions import SubscriptionRegistry
 from gateway.topics import TopicRegistry

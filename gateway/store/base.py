@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
-from gateway.settings import TopicSettings
 from gateway.store.committer import Transaction
 
 if TYPE_CHECKING:

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import lmdb
 
+from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
 from gateway.problems import GatewayError, StoreFailure, StoreFull
-from gateway.settings import TopicSettings
 from gateway.store import mapped
 from gateway.store import topics as topic_rows
 from gateway.store.ack_writer import AckWriter, AckWriterUnavailable

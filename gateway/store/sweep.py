@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING
 
-from gateway.settings import TopicSettings
+from gateway.config.settings import TopicSettings
 from gateway.store import keys
 from gateway.store.base import SweepResult
 from gateway.store.committer import Transaction

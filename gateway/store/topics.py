@@ -13,8 +13,8 @@ from typing import Any
 
 import msgspec
 
+from gateway.config.settings import TopicSettings
 from gateway.problems import NotFound
-from gateway.settings import TopicSettings
 from gateway.store import keys
 from gateway.store.committer import Transaction
 from gateway.store.scan import delete_prefix, scan_prefix

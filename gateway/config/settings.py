@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import msgspec
 import yaml
 
-from gateway.durations import DurationError, format_duration, parse_duration, parse_size
+from gateway.config.durations import DurationError, format_duration, parse_duration, parse_size
 from gateway.jsonsafe import MAX_DEPTH
 
 DEFAULT_TOPIC = "default"
