@@ -24,9 +24,9 @@ from typing import Any
 import orjson
 
 from gateway.clock import Clock
-from gateway.deadletters import MAX_DL_ERROR, Failure, rfc3339_utc
 from gateway.logs import LineBudget
-from gateway.outcomes import Ack, DeadLetter, RetryAt
+from gateway.policy.deadletters import MAX_DL_ERROR, Failure, rfc3339_utc
+from gateway.policy.outcomes import Ack, DeadLetter, RetryAt
 from gateway.store.deliveries import Settlement
 
 log = logging.getLogger("gateway.delivery")

@@ -22,13 +22,13 @@ from typing import Any
 import orjson
 from prometheus_client import Counter
 
-from gateway.backoff import next_delay, retry_after_seconds
 from gateway.clock import Clock
 from gateway.concurrency import AdaptiveLimit
-from gateway.deadletters import MAX_DL_BODY, Failure
 from gateway.delivery_log import DeliveryLog
 from gateway.metrics import Metrics
-from gateway.outcomes import (
+from gateway.policy.backoff import next_delay, retry_after_seconds
+from gateway.policy.deadletters import MAX_DL_BODY, Failure
+from gateway.policy.outcomes import (
     INTERNAL_ERROR,
     Ack,
     DeadLetter,

@@ -40,7 +40,7 @@ from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings.common import get_event_factory_for_version
 
 from gateway import cetypes, jsonsafe
-from gateway.deadletters import DL_ATTRIBUTES
+from gateway.policy.deadletters import DL_ATTRIBUTES
 from gateway.problems import InvalidEvent, PayloadTooLarge, UnsupportedMediaType
 
 STRUCTURED: Final = "application/cloudevents+json"

@@ -49,10 +49,10 @@ from gateway.config.settings import (
     RawSubscription,
     TopicSettings,
 )
-from gateway.deadletters import rfc3339_utc
 from gateway.egress import PolicyResolver
 from gateway.events import STRUCTURED, IncomingEvent, parse_request
 from gateway.openapi import Operation
+from gateway.policy.deadletters import rfc3339_utc
 from gateway.problems import Conflict, InvalidRequest, NotFound
 from gateway.receiver import Receiver
 from gateway.store.lmdb import LmdbStore

@@ -8,7 +8,7 @@ checked before sending). botocore's own retries are off: the gateway's retry pol
 Pushes to one queue that come due together (the engine launches a lane's due deliveries at
 once) are gathered for a few milliseconds into SendMessageBatch calls of up to 10 entries. Each
 entry's outcome, or the call's error, becomes a `PushResult`: 200 for a sent message, else an
-error kind from `gateway.outcomes.classify_sqs_error` or a transport kind (`timeout`,
+error kind from `gateway.policy.outcomes.classify_sqs_error` or a transport kind (`timeout`,
 `connect`, `tls`, `egress-denied`).
 """
 
@@ -26,7 +26,7 @@ from aiobotocore.session import AioSession, get_session
 from botocore import exceptions as boto
 
 from gateway.egress import EgressDenied, EgressDeniedError, EgressPolicy, PolicyResolver
-from gateway.outcomes import SQS_CREDENTIALS, SQS_INVALID, classify_sqs_error
+from gateway.policy.outcomes import SQS_CREDENTIALS, SQS_INVALID, classify_sqs_error
 from gateway.pushes import PushRequest, PushResult
 from gateway.targets import AwsCredentials, SqsTarget
 

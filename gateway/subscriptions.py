@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from gateway.backoff import RetryPolicy
 from gateway.config.settings import (
     ACK_DEADLINE,
     DEFAULT_TOPIC,
@@ -30,7 +29,8 @@ from gateway.config.settings import (
     duration_at,
 )
 from gateway.egress import EgressPolicy
-from gateway.filters import Filter, FilterError, compile_filters
+from gateway.policy.backoff import RetryPolicy
+from gateway.policy.filters import Filter, FilterError, compile_filters
 from gateway.store import keys
 from gateway.store.lmdb import LmdbStore
 from gateway.store.scan import scan_prefix

@@ -19,7 +19,7 @@ import pytest
 
 from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
-from gateway.outcomes import Ack
+from gateway.policy.outcomes import Ack
 from gateway.store.ack_writer import FRAME, AckWriterUnavailable
 from gateway.store.deliveries import Settlement
 from gateway.store.lmdb import LmdbStore

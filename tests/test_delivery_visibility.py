@@ -16,11 +16,11 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.config.settings import Settings, TopicSettings
-from gateway.deadletters import rfc3339_utc
 from gateway.delivery_log import BURST, PER_MINUTE
 from gateway.events import IncomingEvent
 from gateway.logs import LineBudget, json_formatter
-from gateway.outcomes import Ack, DeadLetter
+from gateway.policy.deadletters import rfc3339_utc
+from gateway.policy.outcomes import Ack, DeadLetter
 from gateway.store.deliveries import Settlement
 from gateway.store.keys import LastOutcome
 from gateway.store.lmdb import LmdbStore

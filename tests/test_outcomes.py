@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from gateway.outcomes import (
+from gateway.policy.outcomes import (
     DEFAULT_PERMANENT_STATUS,
     DELIVERY_CODES,
     INTERNAL_ERROR,

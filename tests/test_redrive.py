@@ -19,7 +19,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway.deadletters import DL_ATTRIBUTES
+from gateway.policy.deadletters import DL_ATTRIBUTES
 from tests.conftest import (
     LOOPBACK_EGRESS,
     RunningGateway,

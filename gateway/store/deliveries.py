@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import msgspec
 import orjson
 
-from gateway.deadletters import Failure, dead_letter_attributes, dead_letter_payload
-from gateway.outcomes import Ack, DeadLetter, Decision, RetryAt
+from gateway.policy.deadletters import Failure, dead_letter_attributes, dead_letter_payload
+from gateway.policy.outcomes import Ack, DeadLetter, Decision, RetryAt
 from gateway.store import keys
 from gateway.store.acks import PlainAck, apply_acks, settled_successes
 from gateway.store.base import SubscriptionsOf

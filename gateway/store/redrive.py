@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.deadletters import redriven_payload
+from gateway.policy.deadletters import redriven_payload
 from gateway.store import keys
 from gateway.store.base import DeadLetterResult
 from gateway.store.committer import Transaction
