@@ -25,6 +25,7 @@ from prometheus_client import Counter
 from gateway.clock import Clock
 from gateway.concurrency import AdaptiveLimit
 from gateway.delivery_log import DeliveryLog
+from gateway.destinations.targets import Target
 from gateway.metrics import Metrics
 from gateway.policy.backoff import next_delay, retry_after_seconds
 from gateway.policy.deadletters import MAX_DL_BODY, Failure
@@ -46,7 +47,6 @@ from gateway.sinks import Sinks
 from gateway.store.deliveries import DueDelivery, Settlement
 from gateway.store.lmdb import LmdbStore
 from gateway.subscriptions import Subscription, SubscriptionRegistry
-from gateway.targets import Target
 
 ERROR_COOLDOWN = 1.0
 

@@ -49,7 +49,8 @@ from gateway.config.settings import (
     RawSubscription,
     TopicSettings,
 )
-from gateway.egress import PolicyResolver
+from gateway.destinations.egress import PolicyResolver
+from gateway.destinations.targets import MASK
 from gateway.events import STRUCTURED, IncomingEvent, parse_request
 from gateway.openapi import Operation
 from gateway.policy.deadletters import rfc3339_utc
@@ -57,7 +58,6 @@ from gateway.problems import Conflict, InvalidRequest, NotFound
 from gateway.receiver import Receiver
 from gateway.store.lmdb import LmdbStore
 from gateway.subscriptions import Subscription, SubscriptionRegistry
-from gateway.targets import MASK
 from gateway.topics import TopicRegistry
 
 PREFIX = PRETRY_PREFIX

@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 
 from gateway.cetypes import header_value
+from gateway.destinations.signing import signature_headers, webhook_id
+from gateway.destinations.targets import HttpTarget, Target
 from gateway.events import STRUCTURED, is_json, stored_data
-from gateway.signing import signature_headers, webhook_id
-from gateway.targets import HttpTarget, Target
 
 MAX_DETAIL = 256
 

@@ -18,10 +18,15 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from gateway.deadlines import Deadlines
-from gateway.egress import EgressDenied, EgressDeniedError, EgressPolicy, PolicyResolver
+from gateway.destinations.egress import (
+    EgressDenied,
+    EgressDeniedError,
+    EgressPolicy,
+    PolicyResolver,
+)
+from gateway.destinations.targets import HttpTarget, SqsTarget, Target
 from gateway.pushes import PushRequest, PushResult
 from gateway.sqs import SqsSink
-from gateway.targets import HttpTarget, SqsTarget, Target
 
 MAX_RESPONSE_BYTES = 64 * 1024
 MAX_REMEMBERED_URLS = 10_000

@@ -25,10 +25,15 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore import exceptions as boto
 
-from gateway.egress import EgressDenied, EgressDeniedError, EgressPolicy, PolicyResolver
+from gateway.destinations.egress import (
+    EgressDenied,
+    EgressDeniedError,
+    EgressPolicy,
+    PolicyResolver,
+)
+from gateway.destinations.targets import AwsCredentials, SqsTarget
 from gateway.policy.outcomes import SQS_CREDENTIALS, SQS_INVALID, classify_sqs_error
 from gateway.pushes import PushRequest, PushResult
-from gateway.targets import AwsCredentials, SqsTarget
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -28,13 +28,13 @@ from gateway.config.settings import (
     Settings,
     duration_at,
 )
-from gateway.egress import EgressPolicy
+from gateway.destinations.egress import EgressPolicy
+from gateway.destinations.targets import Target, build_target
 from gateway.policy.backoff import RetryPolicy
 from gateway.policy.filters import Filter, FilterError, compile_filters
 from gateway.store import keys
 from gateway.store.lmdb import LmdbStore
 from gateway.store.scan import scan_prefix
-from gateway.targets import Target, build_target
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.subscriptions")

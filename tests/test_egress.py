@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config.settings import ConfigError, parse_config
-from gateway.egress import EgressDenied, EgressPolicy
+from gateway.destinations.egress import EgressDenied, EgressPolicy
 from gateway.subscriptions import validate_settings
 from tests.conftest import (
     LOOPBACK_EGRESS,

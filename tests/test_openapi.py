@@ -45,7 +45,7 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31
 from starlette.routing import Route
 
 from gateway.clock import ManualClock
-from gateway.egress import EgressPolicy, PolicyResolver
+from gateway.destinations.egress import EgressPolicy, PolicyResolver
 from gateway.events import BATCH, STRUCTURED, IncomingEvent, parse_request
 from gateway.policy.deadletters import Failure, dead_letter_attributes, dead_letter_payload
 from gateway.pushes import PushRequest

@@ -13,7 +13,7 @@ import pytest
 from botocore import exceptions as boto
 
 from gateway.clock import ManualClock
-from gateway.egress import EgressDeniedError
+from gateway.destinations.egress import EgressDeniedError
 from gateway.pushes import PushResult
 from gateway.sqs import SENT, QueueBatcher, entry_result, error_result
 from tests.conftest import (

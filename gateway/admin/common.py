@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.config.settings import ConfigError, msgspec_field, msgspec_path
-from gateway.egress import EgressDenied, PolicyResolver, literal_address, url_host
+from gateway.destinations.egress import EgressDenied, PolicyResolver, literal_address, url_host
 from gateway.jsonsafe import loads_limited
 from gateway.openapi import Query
 from gateway.problems import InvalidRequest

@@ -13,14 +13,14 @@ from starlette.responses import Response
 from gateway import api_models as shapes
 from gateway.admin.common import check_resolved, config_error, decode_body, json_response
 from gateway.config.settings import ConfigError, RawSubscription, msgspec_field, msgspec_path
-from gateway.egress import PolicyResolver
+from gateway.destinations.egress import PolicyResolver
+from gateway.destinations.targets import HttpTarget, mask_secrets
 from gateway.openapi import Operation, Query
 from gateway.policy.deadletters import rfc3339_utc
 from gateway.problems import Conflict, InvalidRequest, NotFound
 from gateway.store.keys import LastOutcome
 from gateway.store.lmdb import LmdbStore
 from gateway.subscriptions import Subscription, SubscriptionRegistry
-from gateway.targets import HttpTarget, mask_secrets
 
 
 def subscription_json(subscription: Subscription, status: dict[str, Any] | None) -> Any:

@@ -23,8 +23,8 @@ from gateway.config.settings import (
     RawSqsDestination,
     RawSubscription,
 )
-from gateway.egress import EgressDenied, EgressPolicy, url_host
-from gateway.signing import basic_authorization, load_signing_secrets, read_credential
+from gateway.destinations.egress import EgressDenied, EgressPolicy, url_host
+from gateway.destinations.signing import basic_authorization, load_signing_secrets, read_credential
 
 HTTP_CONTENT_MODES = ("binary", "structured", "data")
 SQS_CONTENT_MODES = ("structured", "data")
