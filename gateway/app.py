@@ -21,7 +21,6 @@ from gateway.admin import ConfigApi, DeadLettersApi, SubscriptionsApi, TopicsApi
 from gateway.auth import AuthMiddleware, load_tokens
 from gateway.clock import Clock, SteadyTime, SystemClock
 from gateway.config.settings import Settings
-from gateway.declarative import ApplyResult, apply_config, reload_config
 from gateway.engine import Engine
 from gateway.events import Limits
 from gateway.health import SHUTTING_DOWN
@@ -36,12 +35,13 @@ from gateway.problems import (
     problem_response,
 )
 from gateway.receiver import Receiver
+from gateway.resources.declarative import ApplyResult, apply_config, reload_config
+from gateway.resources.subscriptions import SubscriptionRegistry, egress_policy
+from gateway.resources.topics import TopicRegistry
 from gateway.retention import run_retention
 from gateway.sinks import Sinks
 from gateway.store import mapped
 from gateway.store.lmdb import LmdbStore
-from gateway.subscriptions import SubscriptionRegistry, egress_policy
-from gateway.topics import TopicRegistry
 
 log = logging.getLogger("gateway")
 StoreOpener = Callable[[Settings], LmdbStore]

@@ -54,7 +54,7 @@ def check_startup(settings: Settings) -> Tokens:
     `validate-config` runs too, so the two cannot disagree: the subscriptions (topics,
     destinations, egress, signing secrets, dead-letter cycles) and the token files (readable,
     at least 16 bytes)."""
-    from gateway.subscriptions import validate_settings
+    from gateway.resources.subscriptions import validate_settings
 
     validate_settings(settings)
     return load_tokens(settings.auth)

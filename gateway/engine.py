@@ -43,10 +43,10 @@ from gateway.policy.outcomes import (
 )
 from gateway.pushes import PushRequest, PushResult, build_push, with_credentials
 from gateway.recorder import Recorder
+from gateway.resources.subscriptions import Subscription, SubscriptionRegistry
 from gateway.sinks import Sinks
 from gateway.store.deliveries import DueDelivery, Settlement
 from gateway.store.lmdb import LmdbStore
-from gateway.subscriptions import Subscription, SubscriptionRegistry
 
 ERROR_COOLDOWN = 1.0
 

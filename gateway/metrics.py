@@ -23,9 +23,9 @@ from gateway import __version__
 if TYPE_CHECKING:
     from gateway.engine import Engine
     from gateway.health import Readiness
+    from gateway.resources.subscriptions import SubscriptionRegistry
+    from gateway.resources.topics import TopicRegistry
     from gateway.store.lmdb import LmdbStore
-    from gateway.subscriptions import SubscriptionRegistry
-    from gateway.topics import TopicRegistry
 
 DEAD_LETTER_REASONS = ("exhausted", "permanent", "expired")
 DROP_REASONS = ("exhausted", "permanent", "expired", "missing", "purged", "redriven")

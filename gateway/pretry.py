@@ -56,9 +56,9 @@ from gateway.openapi import Operation
 from gateway.policy.deadletters import rfc3339_utc
 from gateway.problems import Conflict, InvalidRequest, NotFound
 from gateway.receiver import Receiver
+from gateway.resources.subscriptions import Subscription, SubscriptionRegistry
+from gateway.resources.topics import TopicRegistry
 from gateway.store.lmdb import LmdbStore
-from gateway.subscriptions import Subscription, SubscriptionRegistry
-from gateway.topics import TopicRegistry
 
 PREFIX = PRETRY_PREFIX
 EVENT_TYPE = "pretry.event"

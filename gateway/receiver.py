@@ -30,9 +30,9 @@ from gateway.health import Readiness
 from gateway.metrics import Metrics
 from gateway.openapi import Operation
 from gateway.problems import NotFound, NotReady
+from gateway.resources.topics import TopicRegistry
 from gateway.store.base import PublishResult
 from gateway.store.lmdb import LmdbStore
-from gateway.topics import TopicRegistry
 
 CLOUDEVENT_BODIES = {
     STRUCTURED: {"schema": {"type": "object", "required": list(REQUIRED)}},

@@ -18,7 +18,7 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.config.settings import ConfigError, parse_config
-from gateway.subscriptions import Subscription, validate_settings
+from gateway.resources.subscriptions import Subscription, validate_settings
 from tests.conftest import (
     LOOPBACK_EGRESS,
     RunningGateway,

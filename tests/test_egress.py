@@ -13,7 +13,7 @@ import pytest
 
 from gateway.config.settings import ConfigError, parse_config
 from gateway.destinations.egress import EgressDenied, EgressPolicy
-from gateway.subscriptions import validate_settings
+from gateway.resources.subscriptions import validate_settings
 from tests.conftest import (
     LOOPBACK_EGRESS,
     assert_problem,

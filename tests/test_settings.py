@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.config.settings import ConfigError, Settings, TopicSettings, load_config, parse_config
-from gateway.subscriptions import validate_settings
+from gateway.resources.subscriptions import validate_settings
 
 REPO = Path(__file__).resolve().parent.parent
 DAY = 86400.0

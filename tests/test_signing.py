@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from gateway.clock import ManualClock
 from gateway.config.settings import ConfigError, parse_config
-from gateway.subscriptions import validate_settings
+from gateway.resources.subscriptions import validate_settings
 from tests.conftest import (
     LOOPBACK_EGRESS,
     advance_to_next_due,

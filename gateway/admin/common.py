@@ -17,7 +17,7 @@ from gateway.destinations.egress import EgressDenied, PolicyResolver, literal_ad
 from gateway.jsonsafe import loads_limited
 from gateway.openapi import Query
 from gateway.problems import InvalidRequest
-from gateway.subscriptions import Subscription
+from gateway.resources.subscriptions import Subscription
 
 S = TypeVar("S")
 DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() accepts superscripts

@@ -10,8 +10,8 @@ from starlette.responses import Response
 from gateway import api_models as shapes
 from gateway.admin.common import config_error, json_response
 from gateway.config.settings import ConfigError
-from gateway.declarative import ApplyResult
 from gateway.openapi import Operation
+from gateway.resources.declarative import ApplyResult
 
 
 class ConfigApi:

@@ -16,10 +16,10 @@ from gateway import api_models as shapes
 from gateway.admin.common import decode_body, json_response
 from gateway.openapi import Operation, Query
 from gateway.problems import InvalidRequest
+from gateway.resources.subscriptions import SubscriptionRegistry
+from gateway.resources.topics import TopicRegistry
 from gateway.store.lmdb import LmdbStore
 from gateway.store.redrive import Selection
-from gateway.subscriptions import SubscriptionRegistry
-from gateway.topics import TopicRegistry
 
 DEAD_LETTER_QUERY = (
     Query("subscription", "only dead letters of this subscription (dlsubscription)"),

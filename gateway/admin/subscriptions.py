@@ -18,9 +18,9 @@ from gateway.destinations.targets import HttpTarget, mask_secrets
 from gateway.openapi import Operation, Query
 from gateway.policy.deadletters import rfc3339_utc
 from gateway.problems import Conflict, InvalidRequest, NotFound
+from gateway.resources.subscriptions import Subscription, SubscriptionRegistry
 from gateway.store.keys import LastOutcome
 from gateway.store.lmdb import LmdbStore
-from gateway.subscriptions import Subscription, SubscriptionRegistry
 
 
 def subscription_json(subscription: Subscription, status: dict[str, Any] | None) -> Any:

@@ -23,9 +23,9 @@ from gateway.config.settings import (
 )
 from gateway.openapi import Operation
 from gateway.problems import Conflict, InvalidRequest
+from gateway.resources.subscriptions import SubscriptionRegistry
+from gateway.resources.topics import TopicRegistry
 from gateway.store.lmdb import LmdbStore
-from gateway.subscriptions import SubscriptionRegistry
-from gateway.topics import TopicRegistry
 
 
 def topic_json(topic: TopicSettings) -> dict[str, Any]:

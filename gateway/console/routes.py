@@ -44,7 +44,7 @@ from gateway.problems import (
     Unauthorized,
     problem_response,
 )
-from gateway.subscriptions import Subscription
+from gateway.resources.subscriptions import Subscription
 
 HERE = Path(__file__).parent
 STATIC = {p.name: p for p in (HERE / "static").iterdir() if p.suffix in (".js", ".css", ".svg")}

@@ -20,8 +20,8 @@ from typing import Any
 import msgspec
 
 from gateway.config.settings import DEFAULT_TOPIC, PRETRY_PREFIX, ConfigError, Settings, load_config
-from gateway.subscriptions import SubscriptionRegistry, validate_settings
-from gateway.topics import TopicRegistry
+from gateway.resources.subscriptions import SubscriptionRegistry, validate_settings
+from gateway.resources.topics import TopicRegistry
 
 log = logging.getLogger("gateway.config")
 
