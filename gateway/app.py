@@ -18,12 +18,13 @@ from starlette.responses import Response
 
 from gateway import console, health, openapi
 from gateway.admin import ConfigApi, DeadLettersApi, SubscriptionsApi, TopicsApi
-from gateway.auth import AuthMiddleware, load_tokens
 from gateway.clock import Clock, SteadyTime, SystemClock
 from gateway.config.settings import Settings
 from gateway.engine import Engine
 from gateway.events import Limits
 from gateway.health import SHUTTING_DOWN
+from gateway.ingress.auth import AuthMiddleware, load_tokens
+from gateway.ingress.receiver import Receiver
 from gateway.metrics import Metrics, Sources
 from gateway.observability import measure_loop_lag, metrics_operation
 from gateway.pretry import PretryApi
@@ -34,7 +35,6 @@ from gateway.problems import (
     NotFound,
     problem_response,
 )
-from gateway.receiver import Receiver
 from gateway.resources.declarative import ApplyResult, apply_config, reload_config
 from gateway.resources.subscriptions import SubscriptionRegistry, egress_policy
 from gateway.resources.topics import TopicRegistry

@@ -87,7 +87,7 @@ def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
 
     from gateway.app import create_app, open_lmdb
-    from gateway.auth import check_startup
+    from gateway.ingress.auth import check_startup
     from gateway.server import run_server, tune_gc
     from gateway.store.lmdb import DataDirInUse
 
@@ -106,7 +106,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from gateway.auth import check_startup
+    from gateway.ingress.auth import check_startup
 
     settings = load_config(args.file)
     check_startup(settings)  # what serve refuses

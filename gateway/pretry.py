@@ -52,10 +52,10 @@ from gateway.config.settings import (
 from gateway.destinations.egress import PolicyResolver
 from gateway.destinations.targets import MASK
 from gateway.events import STRUCTURED, IncomingEvent, parse_request
+from gateway.ingress.receiver import Receiver
 from gateway.openapi import Operation
 from gateway.policy.deadletters import rfc3339_utc
 from gateway.problems import Conflict, InvalidRequest, NotFound
-from gateway.receiver import Receiver
 from gateway.resources.subscriptions import Subscription, SubscriptionRegistry
 from gateway.resources.topics import TopicRegistry
 from gateway.store.lmdb import LmdbStore

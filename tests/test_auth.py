@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.auth import Tokens, authorize, route_kind
+from gateway.ingress.auth import Tokens, authorize, route_kind
 from gateway.problems import Forbidden, Unauthorized
 from tests.conftest import BINARY_HEADERS, assert_problem, make_settings, run_gateway
 from tests.gateway_process import GatewayProcess, free_port

@@ -17,12 +17,12 @@ import httpx
 import orjson
 import pytest
 
-from gateway.auth import Tokens, route_kind
 from gateway.console import charts
 from gateway.console.data import data_of, hexdump
 from gateway.console.history import Minute, OutcomeHistory, Totals
 from gateway.console.pages import subscription_state
 from gateway.console.session import Sessions, csrf_matches
+from gateway.ingress.auth import Tokens, route_kind
 from gateway.metrics import OUTCOMES
 from gateway.problems import Forbidden, Unauthorized
 from gateway.store.redrive import Selection

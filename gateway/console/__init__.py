@@ -12,7 +12,7 @@ the gateway's own registries, store and admin operations, with templates and sta
     routes    the Starlette routes and their guard
 
 `install` is the one call the app makes. The routes are classed as `console` by
-`gateway.auth`, so with `server.adminPort` set they answer only on the admin port, and the
+`gateway.ingress.auth`, so with `server.adminPort` set they answer only on the admin port, and the
 bearer check is left to the console's own login session.
 """
 
@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 
-from gateway.auth import load_tokens
 from gateway.console.calls import AdminCalls
 from gateway.console.history import OutcomeHistory, delivery_totals, start_sampler
 from gateway.console.pages import Pages
 from gateway.console.routes import Console
 from gateway.console.session import Sessions
+from gateway.ingress.auth import load_tokens
 
 if TYPE_CHECKING:
     from gateway.app import Gateway

@@ -21,7 +21,6 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.templating import Jinja2Templates
 
-from gateway.bodies import read_body
 from gateway.console import actions, pages
 from gateway.console.actions import ACTIONS, Choice, TestEvent
 from gateway.console.calls import AdminCalls
@@ -36,6 +35,7 @@ from gateway.console.session import (
     set_login_cookie,
     set_session_cookie,
 )
+from gateway.ingress.bodies import read_body
 from gateway.problems import (
     Forbidden,
     GatewayError,

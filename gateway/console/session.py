@@ -1,6 +1,6 @@
 """Console sessions and CSRF tokens (issue 23, DESIGN "Console").
 
-With auth on, a login form takes the admin token (checked by `gateway.auth.authorize`, so a
+With auth on, a login form takes the admin token (checked by `gateway.ingress.auth.authorize`, so a
 publisher token is refused with 403 exactly as on the API) and answers with an opaque random
 session id in an HttpOnly, SameSite=Strict cookie scoped to `/console`; the token itself is
 never stored in the browser. With auth off every visitor gets a session at once, so forms still
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.auth import Tokens, authorize
+from gateway.ingress.auth import Tokens, authorize
 
 COOKIE = "cegateway_console"
 LOGIN_COOKIE = "cegateway_console_login"

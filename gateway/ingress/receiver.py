@@ -15,7 +15,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.api_models import Accepted
-from gateway.bodies import read_body
 from gateway.config.settings import DEFAULT_TOPIC
 from gateway.events import (
     BATCH,
@@ -27,6 +26,7 @@ from gateway.events import (
     parse_request,
 )
 from gateway.health import Readiness
+from gateway.ingress.bodies import read_body
 from gateway.metrics import Metrics
 from gateway.openapi import Operation
 from gateway.problems import NotFound, NotReady
