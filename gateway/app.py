@@ -16,17 +16,19 @@ from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from gateway import console, health, openapi
+from gateway import console, openapi
 from gateway.admin import ConfigApi, DeadLettersApi, SubscriptionsApi, TopicsApi
 from gateway.clock import Clock, SteadyTime, SystemClock
 from gateway.config.settings import Settings
 from gateway.engine import Engine
 from gateway.events import Limits
-from gateway.health import SHUTTING_DOWN
 from gateway.ingress.auth import AuthMiddleware, load_tokens
 from gateway.ingress.receiver import Receiver
-from gateway.metrics import Metrics, Sources
-from gateway.observability import measure_loop_lag, metrics_operation
+from gateway.ops import health
+from gateway.ops.health import SHUTTING_DOWN
+from gateway.ops.metrics import Metrics, Sources
+from gateway.ops.observability import measure_loop_lag, metrics_operation
+from gateway.ops.retention import run_retention
 from gateway.pretry import PretryApi
 from gateway.problems import (
     GatewayError,
@@ -38,7 +40,6 @@ from gateway.problems import (
 from gateway.resources.declarative import ApplyResult, apply_config, reload_config
 from gateway.resources.subscriptions import SubscriptionRegistry, egress_policy
 from gateway.resources.topics import TopicRegistry
-from gateway.retention import run_retention
 from gateway.sinks import Sinks
 from gateway.store import mapped
 from gateway.store.lmdb import LmdbStore

@@ -10,9 +10,10 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from gateway import demo_receiver, logs
+from gateway import demo_receiver
 from gateway.cli_admin import CliError, add_admin_commands, add_global_options
 from gateway.config.settings import ConfigError, Settings, load_config
+from gateway.ops import logs
 
 
 def main(argv: list[str] | None = None) -> int:

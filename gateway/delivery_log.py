@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from gateway.clock import Clock
-from gateway.logs import LineBudget
+from gateway.ops.logs import LineBudget
 from gateway.policy.deadletters import MAX_DL_ERROR, Failure, rfc3339_utc
 from gateway.policy.outcomes import Ack, DeadLetter, RetryAt
 from gateway.store.deliveries import Settlement

@@ -26,7 +26,7 @@ from gateway.clock import Clock
 from gateway.concurrency import AdaptiveLimit
 from gateway.delivery_log import DeliveryLog
 from gateway.destinations.targets import Target
-from gateway.metrics import Metrics
+from gateway.ops.metrics import Metrics
 from gateway.policy.backoff import next_delay, retry_after_seconds
 from gateway.policy.deadletters import MAX_DL_BODY, Failure
 from gateway.policy.outcomes import (

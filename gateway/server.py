@@ -33,7 +33,7 @@ from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.config.settings import ServerSettings
-from gateway.health import SHUTTING_DOWN
+from gateway.ops.health import SHUTTING_DOWN
 
 log = logging.getLogger("gateway.config")
 MAX_INCOMPLETE_HEAD = 16 * 1024

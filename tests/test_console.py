@@ -23,7 +23,7 @@ from gateway.console.history import Minute, OutcomeHistory, Totals
 from gateway.console.pages import subscription_state
 from gateway.console.session import Sessions, csrf_matches
 from gateway.ingress.auth import Tokens, route_kind
-from gateway.metrics import OUTCOMES
+from gateway.ops.metrics import OUTCOMES
 from gateway.problems import Forbidden, Unauthorized
 from gateway.store.redrive import Selection
 from tests.conftest import (

@@ -18,7 +18,7 @@ from gateway.clock import ManualClock
 from gateway.config.settings import Settings, TopicSettings
 from gateway.delivery_log import BURST, PER_MINUTE
 from gateway.events import IncomingEvent
-from gateway.logs import LineBudget, json_formatter
+from gateway.ops.logs import LineBudget, json_formatter
 from gateway.policy.deadletters import rfc3339_utc
 from gateway.policy.outcomes import Ack, DeadLetter
 from gateway.store.deliveries import Settlement

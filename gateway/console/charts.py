@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from markupsafe import Markup, escape
 
 from gateway.console.history import Minute
-from gateway.metrics import OUTCOMES
+from gateway.ops.metrics import OUTCOMES
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from gateway.clock import Clock
-from gateway.metrics import OUTCOMES, Metrics
+from gateway.ops.metrics import OUTCOMES, Metrics
 
 MINUTE = 60.0
 WINDOW = 60  # minutes kept (and charted)

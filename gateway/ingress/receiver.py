@@ -25,10 +25,10 @@ from gateway.events import (
     Limits,
     parse_request,
 )
-from gateway.health import Readiness
 from gateway.ingress.bodies import read_body
-from gateway.metrics import Metrics
 from gateway.openapi import Operation
+from gateway.ops.health import Readiness
+from gateway.ops.metrics import Metrics
 from gateway.problems import NotFound, NotReady
 from gateway.resources.topics import TopicRegistry
 from gateway.store.base import PublishResult

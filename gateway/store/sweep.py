@@ -1,4 +1,4 @@
-"""The store side of the retention sweep (`gateway.retention` schedules it): delete each
+"""The store side of the retention sweep (`gateway.ops.retention` schedules it): delete each
 topic's events whose retention has ended, oldest first, settling their still-pending deliveries
 as expired in the same transaction (dead-lettered, or dropped and counted).
 

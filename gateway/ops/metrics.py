@@ -22,7 +22,7 @@ from gateway import __version__
 
 if TYPE_CHECKING:
     from gateway.engine import Engine
-    from gateway.health import Readiness
+    from gateway.ops.health import Readiness
     from gateway.resources.subscriptions import SubscriptionRegistry
     from gateway.resources.topics import TopicRegistry
     from gateway.store.lmdb import LmdbStore

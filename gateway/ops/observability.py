@@ -7,8 +7,8 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.metrics import CONTENT_TYPE, Metrics
 from gateway.openapi import Operation
+from gateway.ops.metrics import CONTENT_TYPE, Metrics
 
 LAG_PROBE_INTERVAL = 1.0
 
