@@ -40,10 +40,10 @@ from hypercorn.asyncio import serve
 
 from gateway.app import create_app
 from gateway.config.settings import parse_config
+from gateway.delivery.pushes import PushRequest, PushResult
+from gateway.delivery.sinks.http import Sinks
 from gateway.destinations.targets import HttpTarget, Target
-from gateway.pushes import PushRequest, PushResult
 from gateway.server import hypercorn_config
-from gateway.sinks import Sinks
 from gateway.store import committer
 
 ANSWERED = PushResult(200, None, None, b"", None)

@@ -20,7 +20,8 @@ from gateway import console, openapi
 from gateway.admin import ConfigApi, DeadLettersApi, SubscriptionsApi, TopicsApi
 from gateway.clock import Clock, SteadyTime, SystemClock
 from gateway.config.settings import Settings
-from gateway.engine import Engine
+from gateway.delivery.engine import Engine
+from gateway.delivery.sinks.http import Sinks
 from gateway.events import Limits
 from gateway.ingress.auth import AuthMiddleware, load_tokens
 from gateway.ingress.receiver import Receiver
@@ -40,7 +41,6 @@ from gateway.problems import (
 from gateway.resources.declarative import ApplyResult, apply_config, reload_config
 from gateway.resources.subscriptions import SubscriptionRegistry, egress_policy
 from gateway.resources.topics import TopicRegistry
-from gateway.sinks import Sinks
 from gateway.store import mapped
 from gateway.store.lmdb import LmdbStore
 

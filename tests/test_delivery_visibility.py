@@ -16,7 +16,7 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.config.settings import Settings, TopicSettings
-from gateway.delivery_log import BURST, PER_MINUTE
+from gateway.delivery.failure_log import BURST, PER_MINUTE
 from gateway.events import IncomingEvent
 from gateway.ops.logs import LineBudget, json_formatter
 from gateway.policy.deadletters import rfc3339_utc

@@ -45,11 +45,11 @@ from schemathesis.specs.openapi.definitions import OPENAPI_31
 from starlette.routing import Route
 
 from gateway.clock import ManualClock
+from gateway.delivery.pushes import PushRequest
+from gateway.delivery.sinks.http import PushResult
 from gateway.destinations.egress import EgressPolicy, PolicyResolver
 from gateway.events import BATCH, STRUCTURED, IncomingEvent, parse_request
 from gateway.policy.deadletters import Failure, dead_letter_attributes, dead_letter_payload
-from gateway.pushes import PushRequest
-from gateway.sinks import PushResult
 from gateway.store import keys
 from tests.conftest import (
     LOOPBACK_EGRESS,

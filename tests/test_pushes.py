@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
+from gateway.delivery.pushes import build_push, with_credentials
 from gateway.destinations.targets import HttpTarget, SqsTarget
-from gateway.pushes import build_push, with_credentials
 
 BASE = {"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t"}
 

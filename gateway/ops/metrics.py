@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from gateway import __version__
 
 if TYPE_CHECKING:
-    from gateway.engine import Engine
+    from gateway.delivery.engine import Engine
     from gateway.ops.health import Readiness
     from gateway.resources.subscriptions import SubscriptionRegistry
     from gateway.resources.topics import TopicRegistry

@@ -25,6 +25,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore import exceptions as boto
 
+from gateway.delivery.pushes import PushRequest, PushResult
 from gateway.destinations.egress import (
     EgressDenied,
     EgressDeniedError,
@@ -33,7 +34,6 @@ from gateway.destinations.egress import (
 )
 from gateway.destinations.targets import AwsCredentials, SqsTarget
 from gateway.policy.outcomes import SQS_CREDENTIALS, SQS_INVALID, classify_sqs_error
-from gateway.pushes import PushRequest, PushResult
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -1,7 +1,7 @@
 """Where pushes go out: one sink per destination type, behind one `push(target, ...)`.
 
 `Sinks` is what the engine holds: it dispatches each push by its target's type, to `HttpSink`
-(one shared aiohttp session: keep-alive, pooled connections) or `gateway.sqs.SqsSink`. Every
+(one shared aiohttp session: keep-alive, pooled connections) or `gateway.delivery.sinks.sqs.SqsSink`. Every
 sink returns a `PushResult` the outcome policy understands and never raises for a failed push.
 
 An HTTP attempt is bounded as a whole by the subscription's ackDeadline (connect, send, and
@@ -18,6 +18,8 @@ import aiohttp
 from aiohttp.abc import AbstractResolver
 
 from gateway.deadlines import Deadlines
+from gateway.delivery.pushes import PushRequest, PushResult
+from gateway.delivery.sinks.sqs import SqsSink
 from gateway.destinations.egress import (
     EgressDenied,
     EgressDeniedError,
@@ -25,8 +27,6 @@ from gateway.destinations.egress import (
     PolicyResolver,
 )
 from gateway.destinations.targets import HttpTarget, SqsTarget, Target
-from gateway.pushes import PushRequest, PushResult
-from gateway.sqs import SqsSink
 
 MAX_RESPONSE_BYTES = 64 * 1024
 MAX_REMEMBERED_URLS = 10_000

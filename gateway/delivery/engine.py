@@ -23,8 +23,11 @@ import orjson
 from prometheus_client import Counter
 
 from gateway.clock import Clock
-from gateway.concurrency import AdaptiveLimit
-from gateway.delivery_log import DeliveryLog
+from gateway.delivery.concurrency import AdaptiveLimit
+from gateway.delivery.failure_log import DeliveryLog
+from gateway.delivery.pushes import PushRequest, PushResult, build_push, with_credentials
+from gateway.delivery.recorder import Recorder
+from gateway.delivery.sinks.http import Sinks
 from gateway.destinations.targets import Target
 from gateway.ops.metrics import Metrics
 from gateway.policy.backoff import next_delay, retry_after_seconds
@@ -41,10 +44,7 @@ from gateway.policy.outcomes import (
     decide,
     delivery_code,
 )
-from gateway.pushes import PushRequest, PushResult, build_push, with_credentials
-from gateway.recorder import Recorder
 from gateway.resources.subscriptions import Subscription, SubscriptionRegistry
-from gateway.sinks import Sinks
 from gateway.store.deliveries import DueDelivery, Settlement
 from gateway.store.lmdb import LmdbStore
 
