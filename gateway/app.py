@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from gateway import console, openapi
 from gateway.admin import ConfigApi, DeadLettersApi, SubscriptionsApi, TopicsApi
+from gateway.admin.pretry import PretryApi
 from gateway.clock import Clock, SteadyTime, SystemClock
 from gateway.config.settings import Settings
 from gateway.delivery.engine import Engine
@@ -30,7 +31,6 @@ from gateway.ops.health import SHUTTING_DOWN
 from gateway.ops.metrics import Metrics, Sources
 from gateway.ops.observability import measure_loop_lag, metrics_operation
 from gateway.ops.retention import run_retention
-from gateway.pretry import PretryApi
 from gateway.problems import (
     GatewayError,
     InvalidRequest,
