@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import quote
 
-from gateway import cli_output as out
+from gateway.cli import output as out
 
 if TYPE_CHECKING:
     import httpx

@@ -1,5 +1,5 @@
 """`ce-gateway`: serve the gateway, check a configuration file offline, and administer a
-running gateway (the admin commands live in `gateway.cli_admin`).
+running gateway (the admin commands live in `gateway.cli.admin`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from gateway import demo_receiver
-from gateway.cli_admin import CliError, add_admin_commands, add_global_options
+from gateway.cli import demo_receiver
+from gateway.cli.admin import CliError, add_admin_commands, add_global_options
 from gateway.config.settings import ConfigError, Settings, load_config
 from gateway.ops import logs
 
