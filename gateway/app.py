@@ -41,8 +41,8 @@ from gateway.problems import (
 from gateway.resources.declarative import ApplyResult, apply_config, reload_config
 from gateway.resources.subscriptions import SubscriptionRegistry, egress_policy
 from gateway.resources.topics import TopicRegistry
-from gateway.store import mapped
-from gateway.store.lmdb import LmdbStore
+from gateway.store.lmdb import mapped
+from gateway.store.lmdb.store import LmdbStore
 
 log = logging.getLogger("gateway")
 StoreOpener = Callable[[Settings], LmdbStore]

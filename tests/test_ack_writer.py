@@ -20,9 +20,9 @@ import pytest
 from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
 from gateway.policy.outcomes import Ack
-from gateway.store.ack_writer import FRAME, AckWriterUnavailable
-from gateway.store.deliveries import Settlement
-from gateway.store.lmdb import LmdbStore
+from gateway.store.lmdb.ack_writer import FRAME, AckWriterUnavailable
+from gateway.store.lmdb.deliveries import Settlement
+from gateway.store.lmdb.store import LmdbStore
 from tests.conftest import LOOPBACK_EGRESS, make_settings, run_gateway, settle, status, subscription
 from tests.gateway_process import GatewayProcess, running
 from tests.subscriber import run_subscriber

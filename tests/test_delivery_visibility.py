@@ -21,9 +21,9 @@ from gateway.events import IncomingEvent
 from gateway.ops.logs import LineBudget, json_formatter
 from gateway.policy.deadletters import rfc3339_utc
 from gateway.policy.outcomes import Ack, DeadLetter
-from gateway.store.deliveries import Settlement
-from gateway.store.keys import LastOutcome
-from gateway.store.lmdb import LmdbStore
+from gateway.store.lmdb.deliveries import Settlement
+from gateway.store.lmdb.keys import LastOutcome
+from gateway.store.lmdb.store import LmdbStore
 from tests.conftest import (
     LOOPBACK_EGRESS,
     RunningGateway,

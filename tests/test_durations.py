@@ -1,4 +1,5 @@
-"""Table tests for duration and size strings (gateway/config/durations.py), as users write them in YAML."""
+"""Table tests for duration and size strings (gateway/config/durations.py), as users write
+them in YAML."""
 
 from __future__ import annotations
 

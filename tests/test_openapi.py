@@ -50,7 +50,7 @@ from gateway.delivery.sinks.http import PushResult
 from gateway.destinations.egress import EgressPolicy, PolicyResolver
 from gateway.events import BATCH, STRUCTURED, IncomingEvent, parse_request
 from gateway.policy.deadletters import Failure, dead_letter_attributes, dead_letter_payload
-from gateway.store import keys
+from gateway.store.lmdb import keys
 from tests.conftest import (
     LOOPBACK_EGRESS,
     RunningGateway,

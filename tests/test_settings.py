@@ -1,5 +1,5 @@
-"""Table tests for the configuration file (gateway/config/settings.py): defaults, DESIGN's example, and
-errors that name the key path."""
+"""Table tests for the configuration file (gateway/config/settings.py): defaults, DESIGN's
+example, and errors that name the key path."""
 
 from __future__ import annotations
 

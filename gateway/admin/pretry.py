@@ -58,7 +58,7 @@ from gateway.policy.deadletters import rfc3339_utc
 from gateway.problems import Conflict, InvalidRequest, NotFound
 from gateway.resources.subscriptions import Subscription, SubscriptionRegistry
 from gateway.resources.topics import TopicRegistry
-from gateway.store.lmdb import LmdbStore
+from gateway.store.lmdb.store import LmdbStore
 
 PREFIX = PRETRY_PREFIX
 EVENT_TYPE = "pretry.event"

@@ -25,7 +25,7 @@ from gateway.openapi import Operation
 from gateway.problems import Conflict, InvalidRequest
 from gateway.resources.subscriptions import SubscriptionRegistry
 from gateway.resources.topics import TopicRegistry
-from gateway.store.lmdb import LmdbStore
+from gateway.store.lmdb.store import LmdbStore
 
 
 def topic_json(topic: TopicSettings) -> dict[str, Any]:

@@ -90,7 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.app import create_app, open_lmdb
     from gateway.ingress.auth import check_startup
     from gateway.server import run_server, tune_gc
-    from gateway.store.lmdb import DataDirInUse
+    from gateway.store.lmdb.store import DataDirInUse
 
     logs.configure(args.log_format)
     settings = _with_overrides(load_config(args.config), args)

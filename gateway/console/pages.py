@@ -22,12 +22,12 @@ from gateway.console.data import Data, data_of, pretty
 from gateway.console.history import Minute, OutcomeHistory
 from gateway.resources.subscriptions import Subscription
 from gateway.store.base import StoredEvent
-from gateway.store.redrive import Selection
+from gateway.store.lmdb.redrive import Selection
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
     from gateway.resources.subscriptions import SubscriptionRegistry
-    from gateway.store.lmdb import LmdbStore
+    from gateway.store.lmdb.store import LmdbStore
 
 STATES = ("failing", "degraded", "healthy", "idle")  # the overview's order
 RECENT = 15  # minutes in which the latest busy one decides "failing" (backoff reaches 10 min)

@@ -45,8 +45,8 @@ from gateway.policy.outcomes import (
     delivery_code,
 )
 from gateway.resources.subscriptions import Subscription, SubscriptionRegistry
-from gateway.store.deliveries import DueDelivery, Settlement
-from gateway.store.lmdb import LmdbStore
+from gateway.store.lmdb.deliveries import DueDelivery, Settlement
+from gateway.store.lmdb.store import LmdbStore
 
 ERROR_COOLDOWN = 1.0
 

@@ -32,7 +32,7 @@ from gateway.ops.metrics import Metrics
 from gateway.problems import NotFound, NotReady
 from gateway.resources.topics import TopicRegistry
 from gateway.store.base import PublishResult
-from gateway.store.lmdb import LmdbStore
+from gateway.store.lmdb.store import LmdbStore
 
 CLOUDEVENT_BODIES = {
     STRUCTURED: {"schema": {"type": "object", "required": list(REQUIRED)}},

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from gateway.ops.health import Readiness
     from gateway.resources.subscriptions import SubscriptionRegistry
     from gateway.resources.topics import TopicRegistry
-    from gateway.store.lmdb import LmdbStore
+    from gateway.store.lmdb.store import LmdbStore
 
 DEAD_LETTER_REASONS = ("exhausted", "permanent", "expired")
 DROP_REASONS = ("exhausted", "permanent", "expired", "missing", "purged", "redriven")

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from gateway.clock import Clock
-from gateway.store.lmdb import LmdbStore
+from gateway.store.lmdb.store import LmdbStore
 
 log = logging.getLogger("gateway.retention")
 SWEEP_INTERVAL = 60.0

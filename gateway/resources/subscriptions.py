@@ -32,9 +32,9 @@ from gateway.destinations.egress import EgressPolicy
 from gateway.destinations.targets import Target, build_target
 from gateway.policy.backoff import RetryPolicy
 from gateway.policy.filters import Filter, FilterError, compile_filters
-from gateway.store import keys
-from gateway.store.lmdb import LmdbStore
-from gateway.store.scan import scan_prefix
+from gateway.store.lmdb import keys
+from gateway.store.lmdb.scan import scan_prefix
+from gateway.store.lmdb.store import LmdbStore
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.subscriptions")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gateway.config.settings import DEFAULT_TOPIC, TopicSettings
 from gateway.problems import NotFound
-from gateway.store.lmdb import LmdbStore
+from gateway.store.lmdb.store import LmdbStore
 
 DEFAULT_RETENTION = 24 * 3600.0
 

@@ -1,7 +1,7 @@
 """The store interface: what the rest of the gateway needs from the store, and the values
 it hands back.
 
-LMDB (`gateway.store.lmdb`) is the embedded implementation; the interface is what lets a
+LMDB (`gateway.store.lmdb.store`) is the embedded implementation; the interface is what lets a
 distributed store take its place when one node is not enough.
 """
 
@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
-from gateway.store.committer import Transaction
+from gateway.store.lmdb.committer import Transaction
 
 if TYPE_CHECKING:
-    from gateway.store.deliveries import DueDelivery, Settlement
-    from gateway.store.keys import DeliveryState, LastOutcome
-    from gateway.store.redrive import RetentionOf, Selection
+    from gateway.store.lmdb.deliveries import DueDelivery, Settlement
+    from gateway.store.lmdb.keys import DeliveryState, LastOutcome
+    from gateway.store.lmdb.redrive import RetentionOf, Selection
 
 T = TypeVar("T")
 

@@ -1,8 +1,9 @@
 """Where pushes go out: one sink per destination type, behind one `push(target, ...)`.
 
 `Sinks` is what the engine holds: it dispatches each push by its target's type, to `HttpSink`
-(one shared aiohttp session: keep-alive, pooled connections) or `gateway.delivery.sinks.sqs.SqsSink`. Every
-sink returns a `PushResult` the outcome policy understands and never raises for a failed push.
+(one shared aiohttp session: keep-alive, pooled connections) or
+`gateway.delivery.sinks.sqs.SqsSink`. Every sink returns a `PushResult` the outcome policy
+understands and never raises for a failed push.
 
 An HTTP attempt is bounded as a whole by the subscription's ackDeadline (connect, send, and
 reading the answer); redirects are never followed and cookies never kept; at most

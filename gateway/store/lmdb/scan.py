@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from gateway.store.committer import Transaction
+from gateway.store.lmdb.committer import Transaction
 
 
 def scan_prefix(

@@ -15,9 +15,9 @@ import msgspec
 
 from gateway.config.settings import TopicSettings
 from gateway.problems import NotFound
-from gateway.store import keys
-from gateway.store.committer import Transaction
-from gateway.store.scan import delete_prefix, scan_prefix
+from gateway.store.lmdb import keys
+from gateway.store.lmdb.committer import Transaction
+from gateway.store.lmdb.scan import delete_prefix, scan_prefix
 
 
 def stored_topics(txn: Transaction, db: Mapping[str, Any]) -> list[TopicSettings]:

@@ -12,12 +12,12 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from gateway.config.settings import TopicSettings
-from gateway.store import keys
 from gateway.store.base import SweepResult
-from gateway.store.committer import Transaction
+from gateway.store.lmdb import keys
+from gateway.store.lmdb.committer import Transaction
 
 if TYPE_CHECKING:
-    from gateway.store.lmdb import LmdbStore
+    from gateway.store.lmdb.store import LmdbStore
 
 SWEEP_BATCH = 5000
 

@@ -1,5 +1,5 @@
 """Opening the LMDB environment, the same way in the gateway and in the ack writer process
-(`gateway.store.ack_writer`): two processes on one environment must agree on its settings.
+(`gateway.store.lmdb.ack_writer`): two processes on one environment must agree on its settings.
 
 Opened with `sync=True, metasync=True` (full durability) unless `server.fsync: false` opts out.
 """

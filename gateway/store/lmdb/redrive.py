@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.policy.deadletters import redriven_payload
-from gateway.store import keys
 from gateway.store.base import DeadLetterResult
-from gateway.store.committer import Transaction
-from gateway.store.deliveries import DeliveryLedger
-from gateway.store.scan import scan_keys
-from gateway.store.topics import topic_retention
+from gateway.store.lmdb import keys
+from gateway.store.lmdb.committer import Transaction
+from gateway.store.lmdb.deliveries import DeliveryLedger
+from gateway.store.lmdb.scan import scan_keys
+from gateway.store.lmdb.topic_rows import topic_retention
 
 if TYPE_CHECKING:
-    from gateway.store.lmdb import LmdbStore
+    from gateway.store.lmdb.store import LmdbStore
 
 BATCH = 1000
 SCAN_WINDOW = 4 * BATCH

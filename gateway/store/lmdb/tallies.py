@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.store import keys
-from gateway.store.acks import add_to_counter, record_successes
-from gateway.store.committer import Transaction
-from gateway.store.topics import count_events, topic_retention
+from gateway.store.lmdb import keys
+from gateway.store.lmdb.acks import add_to_counter, record_successes
+from gateway.store.lmdb.committer import Transaction
+from gateway.store.lmdb.topic_rows import count_events, topic_retention
 
 MAX_ERROR = 256  # the lastError a subscription's status shows, as a dead letter's dlerror
 

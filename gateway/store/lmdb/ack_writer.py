@@ -6,7 +6,7 @@ process each LMDB call of the writer thread hands the GIL to the busy event loop
 get it back: an ack's commit waited on the event loop, and the event loop on the writer. A
 child process has a GIL of its own (bench/notes/, session 7).
 
-Only plain acks go there (`gateway.store.acks`): what they write is fixed and needs none of the
+Only plain acks go there (`gateway.store.lmdb.acks`): what they write is fixed and needs none of the
 gateway's state. Retries, dead letters, publishes and admin changes stay with the group
 committer's thread. Both write to the same LMDB environment, whose write lock serialises them.
 
@@ -47,9 +47,9 @@ import lmdb
 import orjson
 
 from gateway.deadlines import Deadlines
-from gateway.store import mapped
-from gateway.store.acks import PlainAck, apply_acks, record_successes, settled_successes
-from gateway.store.environment import open_environment
+from gateway.store.lmdb import mapped
+from gateway.store.lmdb.acks import PlainAck, apply_acks, record_successes, settled_successes
+from gateway.store.lmdb.environment import open_environment
 
 log = logging.getLogger("gateway.store")
 
@@ -62,13 +62,14 @@ REPLY_TIMEOUT = 30.0
 # The child touches only the delivery tables' pages, along the keys it acks: a smaller share
 # of file-backed memory than the gateway's (gateway.store.mapped) before it releases them.
 MAPPED_BUDGET = 32 * 1024**2
-_ROOT = str(Path(__file__).resolve().parents[2])  # the directory `gateway` is imported from
+_ROOT = str(Path(__file__).resolve().parents[3])  # the directory `gateway` is imported from
 _CHILD = (
     # Stopped by the end of its input, not by signals: Ctrl-C in a terminal reaches the whole
     # process group, and the gateway still records acks while it shuts down.
     "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
     "signal.signal(signal.SIGTERM, signal.SIG_IGN); sys.path.insert(0, sys.argv[1]); "
-    "from gateway.store.ack_writer import serve; serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))"
+    "from gateway.store.lmdb.ack_writer import serve; "
+    "serve(sys.argv[2], sys.argv[3], int(sys.argv[4]))"
 )
 
 

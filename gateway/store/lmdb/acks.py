@@ -1,5 +1,5 @@
 """What an ack writes, in one place for both writers: the group committer's thread and the
-ack writer process (`gateway.store.ack_writer`). Kept light (no gateway imports beyond the key
+ack writer process (`gateway.store.lmdb.ack_writer`). Kept light (no gateway imports beyond the key
 layouts) because the ack writer process imports it at start-up.
 """
 
@@ -9,7 +9,7 @@ import collections
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from gateway.store import keys
+from gateway.store.lmdb import keys
 
 Transaction = Any  # lmdb.Transaction
 PlainAck = tuple[str, int, float]  # subscription, seq, the due time the delivery was taken at

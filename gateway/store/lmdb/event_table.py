@@ -17,16 +17,16 @@ import orjson
 
 from gateway.events import IncomingEvent
 from gateway.problems import InvalidRequest
-from gateway.store import keys
 from gateway.store.base import Page, PublishResult, StoredEvent
-from gateway.store.committer import Transaction
-from gateway.store.deliveries import NO_DEDUP, event_attributes
-from gateway.store.redrive import Selection
-from gateway.store.scan import scan_prefix
-from gateway.store.topics import topic_retention
+from gateway.store.lmdb import keys
+from gateway.store.lmdb.committer import Transaction
+from gateway.store.lmdb.deliveries import NO_DEDUP, event_attributes
+from gateway.store.lmdb.redrive import Selection
+from gateway.store.lmdb.scan import scan_prefix
+from gateway.store.lmdb.topic_rows import topic_retention
 
 if TYPE_CHECKING:
-    from gateway.store.lmdb import LmdbStore
+    from gateway.store.lmdb.store import LmdbStore
 
 
 def publish_events(

@@ -19,14 +19,14 @@ import orjson
 
 from gateway.policy.deadletters import Failure, dead_letter_attributes, dead_letter_payload
 from gateway.policy.outcomes import Ack, DeadLetter, Decision, RetryAt
-from gateway.store import keys
-from gateway.store.acks import PlainAck, apply_acks, settled_successes
 from gateway.store.base import SubscriptionsOf
-from gateway.store.committer import Transaction
-from gateway.store.scan import delete_prefix, scan_keys, scan_prefix
+from gateway.store.lmdb import keys
+from gateway.store.lmdb.acks import PlainAck, apply_acks, settled_successes
+from gateway.store.lmdb.committer import Transaction
+from gateway.store.lmdb.scan import delete_prefix, scan_keys, scan_prefix
 
 if TYPE_CHECKING:
-    from gateway.store.lmdb import LmdbStore
+    from gateway.store.lmdb.store import LmdbStore
 
 NO_DEDUP = bytes(32)  # dead letters are never deduplicated (two subscriptions may give up)
 COUNTERS = ("published", "acked", "deadlettered", "dropped")
@@ -56,7 +56,7 @@ class Settlement:
 
 def plain_ack(settlement: Settlement) -> PlainAck | None:
     """An ack whose due-index row is known (the engine's acks): settled without reading the
-    delivery record (`gateway.store.acks`). None for anything else."""
+    delivery record (`gateway.store.lmdb.acks`). None for anything else."""
     if isinstance(settlement.decision, Ack) and settlement.due is not None:
         return settlement.subscription, settlement.seq, settlement.due
     return None

@@ -27,10 +27,6 @@ import lmdb
 from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
 from gateway.problems import GatewayError, StoreFailure, StoreFull
-from gateway.store import mapped
-from gateway.store import topics as topic_rows
-from gateway.store.ack_writer import AckWriter, AckWriterUnavailable
-from gateway.store.acks import PlainAck
 from gateway.store.base import (
     DeadLetterResult,
     Fanout,
@@ -39,24 +35,28 @@ from gateway.store.base import (
     Store,
     SweepResult,
 )
-from gateway.store.committer import Committer, Transaction
-from gateway.store.deliveries import DeliveryLedger, Settlement, plain_ack
-from gateway.store.environment import ENV_FILE, TABLES, open_environment
-from gateway.store.event_table import (
+from gateway.store.lmdb import mapped
+from gateway.store.lmdb import topic_rows as topic_rows
+from gateway.store.lmdb.ack_writer import AckWriter, AckWriterUnavailable
+from gateway.store.lmdb.acks import PlainAck
+from gateway.store.lmdb.committer import Committer, Transaction
+from gateway.store.lmdb.deliveries import DeliveryLedger, Settlement, plain_ack
+from gateway.store.lmdb.environment import ENV_FILE, TABLES, open_environment
+from gateway.store.lmdb.event_table import (
     append_event,
     browse_newest_page,
     browse_page,
     cursor_seq,
     publish_events,
 )
-from gateway.store.redrive import (
+from gateway.store.lmdb.redrive import (
     RetentionOf,
     Selection,
     purge_dead_letters,
     redrive_dead_letters,
 )
-from gateway.store.sweep import sweep_expired
-from gateway.store.tallies import Tallies
+from gateway.store.lmdb.sweep import sweep_expired
+from gateway.store.lmdb.tallies import Tallies
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.store")
