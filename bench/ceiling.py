@@ -4,7 +4,8 @@ when a publish is parsed exactly as the gateway parses it but nothing is stored.
 `POST /topics/{topic}/events` (and `POST /`) reads the body with the gateway's limit
 (`gateway.ingress.bodies.read_body`), parses it with `gateway.events.parse_request`, and
 answers 202 with the gateway's body shape. Errors go through the gateway's problem
-responses. It is served from the same YAML configuration as the gateway, by the same engine: Hypercorn with
+responses. It is served from the same YAML configuration as the gateway, by the same engine:
+Hypercorn with
 `gateway.server.hypercorn_config`, or uvicorn (through `gateway.server`'s uvicorn settings when
 that module offers them).
 
