@@ -103,7 +103,13 @@ def test_history_differences_counters_per_minute_and_keeps_an_hour() -> None:
     history.sample()
     minutes = history.minutes("a")
     assert len(minutes) == 60
-    assert minutes[-2].counts == {"acked": 7, "retried": 1, "deadlettered": 0, "dropped": 0}
+    assert minutes[-2].counts == {
+        "acked": 7,
+        "retried": 1,
+        "deadlettered": 0,
+        "dropped": 0,
+        "error": 0,
+    }
     assert minutes[-1].counts["deadlettered"] == 4
     counters.now += 59 * 60
     history.sample()

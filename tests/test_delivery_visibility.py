@@ -382,7 +382,7 @@ async def test_a_dead_letter_that_cannot_be_made_is_dropped_not_a_failed_batch(
         store.close()
 
 
-async def wait_until(predicate: Any, tries: int = 500) -> None:
+async def wait_until(predicate: Any, tries: int = 4000) -> None:
     for _ in range(tries):
         if predicate():
             return

@@ -10,7 +10,6 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from gateway.cli import demo_receiver
 from gateway.cli.admin import CliError, add_admin_commands, add_global_options
 from gateway.config.settings import ConfigError, Settings, load_config
 from gateway.ops import logs
@@ -32,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Imported here, not at the top: `python -m gateway.cli.demo_receiver` imports this
+    # package first, and runpy warns when the module it runs is already imported.
+    from gateway.cli import demo_receiver
+
     parser = argparse.ArgumentParser(prog="ce-gateway", description="CloudEvents push gateway")
     add_global_options(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True)

@@ -111,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.demo_receiver", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.cli.demo_receiver", description=__doc__
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -17,20 +17,21 @@ from gateway.ops.metrics import OUTCOMES, Metrics
 MINUTE = 60.0
 WINDOW = 60  # minutes kept (and charted)
 SAMPLE_EVERY = 5.0  # seconds between counter reads
-FAILURES = ("retried", "deadlettered", "dropped")
+FAILURES = ("retried", "deadlettered", "dropped", "error")
 log = logging.getLogger("gateway.console")
 
 Totals = dict[tuple[str, str], float]  # (subscription, outcome) -> counter value
 
 
 def delivery_totals(metrics: Metrics) -> Totals:
-    """The deliveries counter's current values, by (subscription, outcome)."""
+    """The deliveries counter's current values, by (subscription, outcome), summed over the
+    `code` label."""
     totals: Totals = {}
     for family in metrics.deliveries.collect():
         for sample in family.samples:
             if sample.name.endswith("_total"):
                 key = (sample.labels["subscription"], sample.labels["outcome"])
-                totals[key] = sample.value
+                totals[key] = totals.get(key, 0.0) + sample.value
     return totals
 
 
