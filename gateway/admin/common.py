@@ -12,15 +12,17 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.bodies import read_body
 from gateway.egress import EgressDenied, PolicyResolver, literal_address, url_host
 from gateway.jsonsafe import loads_limited
 from gateway.openapi import Query
-from gateway.problems import InvalidRequest
+from gateway.problems import InvalidRequest, PayloadTooLarge
 from gateway.settings import ConfigError, msgspec_field, msgspec_path
 from gateway.subscriptions import Subscription
 
 S = TypeVar("S")
 DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() accepts superscripts
+MAX_ADMIN_BODY = 1024**2  # an admin request's JSON body; the largest spec is a few KiB
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 PAGE_QUERY = (
@@ -33,6 +35,18 @@ def json_response(content: Any, status: int = 200) -> Response:
     # msgspec, not orjson: it encodes integers of any size, so no value that got past the
     # checks can make an answer (a listing) fail.
     return Response(msgspec.json.encode(content), status_code=status, media_type="application/json")
+
+
+async def admin_body(request: Request) -> bytes:
+    """An admin request's body, at most MAX_ADMIN_BODY bytes (never buffered past it)."""
+    try:
+        return await read_body(request, MAX_ADMIN_BODY)
+    except PayloadTooLarge:
+        raise PayloadTooLarge(
+            f"admin request bodies are limited to {MAX_ADMIN_BODY // 1024} KiB",
+            field="body",
+            limit=MAX_ADMIN_BODY,
+        ) from None
 
 
 def decode_body(body: bytes, shape: type[S]) -> S:

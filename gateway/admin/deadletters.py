@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import api_models as shapes
-from gateway.admin.common import decode_body, json_response
+from gateway.admin.common import admin_body, decode_body, json_response
 from gateway.openapi import Operation, Query
 from gateway.problems import InvalidRequest
 from gateway.store.lmdb import LmdbStore
@@ -60,7 +60,7 @@ class DeadLettersApi:
                 "Send dead letters back to their subscriptions as fresh deliveries",
                 request=shapes.DeadLetterSelection,
                 responses={200: shapes.RedriveResult},
-                problems=(400, 404),
+                problems=(400, 404, 413),
             ),
             Operation(
                 "POST",
@@ -69,7 +69,7 @@ class DeadLettersApi:
                 "Delete dead letters",
                 request=shapes.DeadLetterSelection,
                 responses={200: shapes.PurgeResult},
-                problems=(400, 404),
+                problems=(400, 404, 413),
             ),
         ]
 
@@ -91,7 +91,7 @@ class DeadLettersApi:
     async def redrive(self, request: Request) -> Response:
         topic = request.path_params["name"]
         self._topics.get(topic)
-        selection = self._selection(await request.body())
+        selection = self._selection(await admin_body(request))
         result = await self._store.redrive(topic, selection, self._retention_of, self._now())
         self._wake(result.woken)
         return json_response({"redriven": result.handled, "skipped": result.skipped})
@@ -99,5 +99,5 @@ class DeadLettersApi:
     async def purge(self, request: Request) -> Response:
         topic = request.path_params["name"]
         self._topics.get(topic)
-        result = await self._store.purge(topic, self._selection(await request.body()))
+        result = await self._store.purge(topic, self._selection(await admin_body(request)))
         return json_response({"purged": result.handled})
