@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from gateway.bodies import read_body
 from gateway.egress import EgressDenied, PolicyResolver, literal_address, url_host
-from gateway.jsonsafe import loads_limited
+from gateway.jsonsafe import MAX_DEPTH, depth
 from gateway.openapi import Query
 from gateway.problems import InvalidRequest, PayloadTooLarge
 from gateway.settings import ConfigError, msgspec_field, msgspec_path
@@ -50,17 +50,36 @@ async def admin_body(request: Request) -> bytes:
 
 
 def decode_body(body: bytes, shape: type[S]) -> S:
-    """An admin JSON body as `shape`: first held to the client-JSON rules (no NaN or Infinity,
-    at most `jsonsafe.MAX_DEPTH` levels deep: deeper was a RecursionError), then decoded, so
-    a message names the field and the range it breaks."""
+    """An admin JSON body as `shape`, or a 400 naming the field: nested at most
+    `jsonsafe.MAX_DEPTH` levels (100,000 levels were a RecursionError, a 500); integers of any
+    size are decoded exactly, so a message names the field and the range it breaks."""
     body = body or b"{}"
-    loads_limited(body, what="body")
+    _check_nesting(body)
     try:
         return msgspec.json.decode(body, type=shape)
     except msgspec.ValidationError as error:
         raise InvalidRequest(msgspec_path(error), field=msgspec_field(error)) from None
     except msgspec.DecodeError as error:
-        raise InvalidRequest(f"body is not valid JSON: {error}") from None
+        raise InvalidRequest(f"body is not valid JSON: {error}", field="body") from None
+    except RecursionError:
+        raise _too_deep() from None
+
+
+def _check_nesting(body: bytes) -> None:
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:  # cannot be deeper
+        return
+    try:
+        value = msgspec.json.decode(body)
+    except RecursionError:
+        raise _too_deep() from None
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return  # the typed decode says what is wrong
+    if depth(value) > MAX_DEPTH:
+        raise _too_deep()
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(f"body is nested more than {MAX_DEPTH} levels deep", field="body")
 
 
 def config_error(error: ConfigError) -> InvalidRequest:
