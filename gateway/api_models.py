@@ -91,7 +91,9 @@ class DeadLetterSelection(_Shape, frozen=True):
 
     ids: Annotated[list[EventId], msgspec.Meta(min_length=1, max_length=MAX_IDS)] | None = None
     all: bool = False
-    subscription: Name | None = None
+    # Not `Name`: its pattern is documented, not enforced (a name matching no subscription
+    # just selects nothing), and the document must not promise a 400 it does not give.
+    subscription: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)] | None = None
     reason: Annotated[str, msgspec.Meta(max_length=MAX_TEXT)] | None = None
 
 

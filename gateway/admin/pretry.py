@@ -35,7 +35,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import api_models as shapes
-from gateway.admin import check_resolved, decode_body, json_response
+from gateway.admin import admin_body, check_resolved, decode_body, json_response
 from gateway.config.durations import format_duration
 from gateway.config.settings import (
     PRETRY_PREFIX,
@@ -275,7 +275,7 @@ class PretryApi:
                 "Pretry: create or replace an identifier's retry configuration",
                 request=shapes.PretryConfig,
                 responses={200: shapes.PretryConfigView, 201: shapes.PretryConfigView},
-                problems=(400,),
+                problems=(400, 413),
                 tag="pretry",
             ),
             Operation(
@@ -315,7 +315,7 @@ class PretryApi:
             return await self._put_config_serialized(request)
 
     async def _put_config_serialized(self, request: Request) -> Response:
-        config = decode_body(await request.body(), shapes.PretryConfig)
+        config = decode_body(await admin_body(request), shapes.PretryConfig)
         mapped = plan(config)
         built = [await self._build(mapped, index) for index in range(len(mapped.subscriptions))]
         created = not self._stored(config.identifier)

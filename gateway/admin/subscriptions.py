@@ -11,7 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import api_models as shapes
-from gateway.admin.common import check_resolved, config_error, decode_body, json_response
+from gateway.admin.common import (
+    admin_body,
+    check_resolved,
+    config_error,
+    decode_body,
+    json_response,
+)
 from gateway.config.settings import ConfigError, RawSubscription, msgspec_field, msgspec_path
 from gateway.destinations.egress import PolicyResolver
 from gateway.destinations.targets import HttpTarget, mask_secrets
@@ -91,7 +97,7 @@ class SubscriptionsApi:
                 "Create or replace a subscription",
                 request=shapes.SubscriptionBody,
                 responses={200: shapes.Subscription, 201: shapes.Subscription},
-                problems=(400,),
+                problems=(400, 413),
                 query=(Query("dryRun", "true to check the subscription and change nothing"),),
             ),
             Operation(
@@ -135,7 +141,7 @@ class SubscriptionsApi:
 
     async def _put_serialized(self, request: Request) -> Response:
         name = request.path_params["name"]
-        document = decode_body(await request.body(), dict[str, Any])
+        document = decode_body(await admin_body(request), dict[str, Any])
         if document.setdefault("name", name) != name:
             raise InvalidRequest(f"name {document['name']!r} differs from the path", field="name")
         try:
