@@ -10,8 +10,10 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import msgspec
+
 from gateway.cli.admin import CliError, add_admin_commands, add_global_options
-from gateway.config.settings import ConfigError, Settings, load_config
+from gateway.config.settings import ConfigError, Port, Settings, load_config
 from gateway.ops import logs
 
 
@@ -42,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="YAML configuration file")
     serve.add_argument("--data-dir", type=Path, help="overrides server.dataDir")
     serve.add_argument("--host", help="overrides server.host")
-    serve.add_argument("--port", type=int, help="overrides server.port")
+    serve.add_argument("--port", type=_port, help="overrides server.port")
     serve.add_argument(
         "--server",
         choices=("hypercorn", "uvicorn"),
@@ -68,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     demo_receiver.add_arguments(demo)
     demo.set_defaults(run=demo_receiver.run)
     return parser
+
+
+def _port(text: str) -> int:
+    """`--port` within server.port's own range (the file's values are checked on load; this
+    one replaces the setting after that)."""
+    try:
+        return msgspec.convert(int(text), type=Port)
+    except (ValueError, msgspec.ValidationError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port; use 1 to 65535") from None
 
 
 def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
