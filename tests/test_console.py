@@ -24,6 +24,7 @@ from gateway.console.pages import subscription_state
 from gateway.console.session import Sessions, csrf_matches
 from gateway.ingress.auth import Tokens, route_kind
 from gateway.ops.metrics import OUTCOMES
+from gateway.policy.outcomes import DELIVERY_CODES
 from gateway.problems import Forbidden, Unauthorized
 from gateway.store.lmdb.redrive import Selection
 from tests.conftest import (
@@ -77,6 +78,17 @@ def test_outcome_chart_stacks_every_outcome_with_a_text_legend() -> None:
         assert f">{outcome}</text>" in svg
 
 
+def test_code_chart_stacks_attempts_by_code_with_a_text_legend_and_summary() -> None:
+    by_code = minute(acked=3, retried=2)
+    by_code.codes.update({"2xx": 3, "5xx": 1, "timeout": 1})
+    svg = str(charts.code_chart([by_code]))
+    for code in DELIVERY_CODES:
+        assert f'class="code-{code}"' in svg  # the legend names every code
+        assert f">{code}</text>" in svg
+    assert svg.count('class="code-5xx"') == 2  # its legend swatch and one bar
+    assert "last hour by code: 3 2xx, 1 5xx, 1 timeout" in svg
+
+
 # -- history --------------------------------------------------------------------------------
 
 
@@ -85,8 +97,8 @@ class FakeCounters:
         self.totals: Totals = {}
         self.now = 6000.0  # minute 100
 
-    def add(self, subscription: str, outcome: str, by: int) -> None:
-        key = (subscription, outcome)
+    def add(self, subscription: str, outcome: str, by: int, code: str = "2xx") -> None:
+        key = (subscription, outcome, code)
         self.totals[key] = self.totals.get(key, 0.0) + by
 
 
@@ -96,7 +108,7 @@ def test_history_differences_counters_per_minute_and_keeps_an_hour() -> None:
     counters.add("a", "acked", 5)
     history.sample()
     counters.add("a", "acked", 2)
-    counters.add("a", "retried", 1)
+    counters.add("a", "retried", 1, code="5xx")
     history.sample()  # the same minute: 7 acked, 1 retried
     counters.now += 60
     counters.add("a", "deadlettered", 4)
@@ -110,6 +122,7 @@ def test_history_differences_counters_per_minute_and_keeps_an_hour() -> None:
         "dropped": 0,
         "error": 0,
     }
+    assert minutes[-2].codes["2xx"] == 7 and minutes[-2].codes["5xx"] == 1
     assert minutes[-1].counts["deadlettered"] == 4
     counters.now += 59 * 60
     history.sample()

@@ -146,7 +146,8 @@ async def test_overview_shows_the_failing_subscription_first(tab: Tab, rig: Rig)
 
     async def counted() -> bool:  # the engine counts an outcome just after recording it
         seen = delivery_totals(totals)
-        return seen.get(("audit", "acked")) == 2 and seen.get(("billing", "deadlettered")) == 2
+        audit = seen.get(("audit", "acked", "2xx"))
+        return audit == 2 and seen.get(("billing", "deadlettered", "5xx")) == 2
 
     await eventually(counted, "the outcomes were not counted")
     await tab.open("/console")

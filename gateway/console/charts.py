@@ -5,13 +5,14 @@ summary (`aria-label` and `<title>`) and the pages print the same figures as tex
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
 from gateway.console.history import Minute
 from gateway.ops.metrics import OUTCOMES
+from gateway.policy.outcomes import DELIVERY_CODES
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,32 @@ def sparkline(minutes: Sequence[Minute], width: int = 120, height: int = 28) -> 
     return _svg(width, height, "spark", describe(summarize(minutes)), bars)
 
 
-def outcome_chart(minutes: Sequence[Minute], width: int = 600, height: int = 160) -> Markup:
-    """Bars per minute stacked by outcome, with a scale and a text legend."""
+def outcome_chart(minutes: Sequence[Minute]) -> Markup:
+    """Bars per minute stacked by outcome (acked, retried, ...), with a scale and a legend."""
+    return _stacked_chart(minutes, OUTCOMES, lambda minute: minute.counts, "")
+
+
+def code_chart(minutes: Sequence[Minute]) -> Markup:
+    """Bars per minute stacked by the attempts' `code` (2xx, 5xx, timeout, ...)."""
+    label = describe_codes(minutes)
+    return _stacked_chart(minutes, DELIVERY_CODES, lambda minute: minute.codes, "code-", label)
+
+
+def describe_codes(minutes: Sequence[Minute]) -> str:
+    totals = {code: sum(minute.codes[code] for minute in minutes) for code in DELIVERY_CODES}
+    seen = [f"{count} {code}" for code, count in totals.items() if count]
+    return "last hour by code: " + (", ".join(seen) if seen else "no push attempts")
+
+
+def _stacked_chart(
+    minutes: Sequence[Minute],
+    series: Sequence[str],
+    counts_of: Callable[[Minute], dict[str, int]],
+    css_prefix: str,
+    label: str | None = None,
+    width: int = 600,
+    height: int = 160,
+) -> Markup:
     plot = height - 30
     peak = max((minute.attempts for minute in minutes), default=0) or 1
     step = (width - 40) / max(1, len(minutes))
@@ -75,16 +100,18 @@ def outcome_chart(minutes: Sequence[Minute], width: int = 600, height: int = 160
         f'<text x="{width - 30}" y="{height - 16}" class="axis" text-anchor="end">now</text>',
     ]
     for index, minute in enumerate(minutes):
-        layers = [(outcome, minute.counts[outcome]) for outcome in OUTCOMES]
+        counts = counts_of(minute)
+        layers = [(css_prefix + name, counts[name]) for name in series]
         parts += _stack(40 + index * step, step, plot, peak, layers)
     x = 40.0
-    for outcome in OUTCOMES:
+    spacing = (width - 40) / len(series)
+    for name in series:
         parts.append(
-            f'<rect x="{x:.0f}" y="{height - 10}" width="8" height="8" class="{outcome}"/>'
+            f'<rect x="{x:.0f}" y="{height - 10}" width="8" height="8" class="{css_prefix}{name}"/>'
         )
-        parts.append(f'<text x="{x + 11:.0f}" y="{height - 2}" class="axis">{outcome}</text>')
-        x += 90
-    return _svg(width, height, "chart", describe(summarize(minutes)), parts)
+        parts.append(f'<text x="{x + 11:.0f}" y="{height - 2}" class="axis">{name}</text>')
+        x += spacing
+    return _svg(width, height, "chart", label or describe(summarize(minutes)), parts)
 
 
 def _stack(

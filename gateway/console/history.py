@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from gateway.clock import Clock
 from gateway.ops.metrics import OUTCOMES, Metrics
+from gateway.policy.outcomes import DELIVERY_CODES
 
 MINUTE = 60.0
 WINDOW = 60  # minutes kept (and charted)
@@ -20,27 +21,28 @@ SAMPLE_EVERY = 5.0  # seconds between counter reads
 FAILURES = ("retried", "deadlettered", "dropped", "error")
 log = logging.getLogger("gateway.console")
 
-Totals = dict[tuple[str, str], float]  # (subscription, outcome) -> counter value
+Totals = dict[tuple[str, str, str], float]  # (subscription, outcome, code) -> counter value
 
 
 def delivery_totals(metrics: Metrics) -> Totals:
-    """The deliveries counter's current values, by (subscription, outcome), summed over the
-    `code` label."""
+    """The deliveries counter's current values, by (subscription, outcome, code)."""
     totals: Totals = {}
     for family in metrics.deliveries.collect():
         for sample in family.samples:
             if sample.name.endswith("_total"):
-                key = (sample.labels["subscription"], sample.labels["outcome"])
-                totals[key] = totals.get(key, 0.0) + sample.value
+                labels = sample.labels
+                totals[(labels["subscription"], labels["outcome"], labels["code"])] = sample.value
     return totals
 
 
 @dataclass
 class Minute:
-    """Outcome counts of one subscription in one wall-clock minute."""
+    """Outcome counts of one subscription in one wall-clock minute, and the same attempts by
+    their `code` (2xx, 5xx, timeout, ...)."""
 
     start: float
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    codes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DELIVERY_CODES, 0))
 
     @property
     def attempts(self) -> int:
@@ -58,18 +60,20 @@ class OutcomeHistory:
         self._read = read_totals
         self._now = now
         self._last: Totals = {}  # counters start at zero with the process
-        self._minutes: dict[str, dict[int, dict[str, int]]] = {}
+        self._minutes: dict[str, dict[int, Minute]] = {}
 
     def sample(self) -> None:
         """Add what the counters gained since the last reading to the current minute."""
         totals = self._read()
         minute = int(self._now() // MINUTE)
-        for (subscription, outcome), value in totals.items():
-            gained = int(value - self._last.get((subscription, outcome), 0.0))
+        for key, value in totals.items():
+            subscription, outcome, code = key
+            gained = int(value - self._last.get(key, 0.0))
             if gained > 0 and outcome in OUTCOMES:
                 buckets = self._minutes.setdefault(subscription, {})
-                counts = buckets.setdefault(minute, dict.fromkeys(OUTCOMES, 0))
-                counts[outcome] += gained
+                counts = buckets.setdefault(minute, Minute(minute * MINUTE))
+                counts.counts[outcome] += gained
+                counts.codes[code if code in counts.codes else "other"] += gained
         self._last = totals
         self._prune(minute)
 
@@ -88,10 +92,13 @@ class OutcomeHistory:
         """The last `WINDOW` minutes, oldest first, the current (partial) minute last."""
         current = int(self._now() // MINUTE)
         buckets = self._minutes.get(subscription, {})
-        return [
-            Minute(m * MINUTE, dict(buckets.get(m) or dict.fromkeys(OUTCOMES, 0)))
-            for m in range(current - WINDOW + 1, current + 1)
-        ]
+        return [_copy(buckets.get(m), m) for m in range(current - WINDOW + 1, current + 1)]
+
+
+def _copy(minute: Minute | None, number: int) -> Minute:
+    if minute is None:
+        return Minute(number * MINUTE)
+    return Minute(minute.start, dict(minute.counts), dict(minute.codes))
 
 
 async def run_sampler(history: OutcomeHistory, clock: Clock, every: float = SAMPLE_EVERY) -> None:

@@ -97,6 +97,7 @@ class SubscriptionPage:
     row: SubscriptionRow
     spec: str
     chart: Markup
+    code_chart: Markup
     minutes: list[Minute]
     dead_letters: EventList | None
 
@@ -264,6 +265,7 @@ class Pages:
             row,
             pretty(spec),
             charts.outcome_chart(minutes),
+            charts.code_chart(minutes),
             minutes,
             dead,
         )
