@@ -211,7 +211,7 @@ class Pages:
         minutes = self.history.minutes(subscription.name)
         enqueued = self._store.deliveries.oldest_pending(subscription.name)
         engine = self._gateway.engine
-        age = None if enqueued is None or engine is None else max(0.0, engine.now() - enqueued)
+        age = None if enqueued is None or engine is None else max(0.0, engine.steady() - enqueued)
         return SubscriptionRow(
             name=subscription.name,
             topic=subscription.topic,
