@@ -27,8 +27,8 @@ from gateway.events import Limits
 from gateway.ingress.auth import AuthMiddleware, load_tokens
 from gateway.ingress.receiver import Receiver
 from gateway.ops import health
-from gateway.ops.health import SHUTTING_DOWN
 from gateway.ops.collector import GatewayCollector, Sources
+from gateway.ops.health import SHUTTING_DOWN
 from gateway.ops.metrics import Metrics
 from gateway.ops.observability import measure_loop_lag, metrics_operation
 from gateway.ops.retention import run_retention

@@ -25,7 +25,7 @@ from gateway.store.base import StoredEvent
 from gateway.store.lmdb.redrive import Selection
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.console.running import GatewayParts
     from gateway.resources.subscriptions import SubscriptionRegistry
     from gateway.store.lmdb.store import LmdbStore
 
@@ -156,7 +156,7 @@ def event_row(stored: StoredEvent) -> EventRow:
 
 
 class Pages:
-    def __init__(self, gateway: Gateway, calls: AdminCalls, history: OutcomeHistory) -> None:
+    def __init__(self, gateway: GatewayParts, calls: AdminCalls, history: OutcomeHistory) -> None:
         self._gateway = gateway
         self._calls = calls
         self.history = history

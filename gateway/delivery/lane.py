@@ -252,9 +252,7 @@ class Lane:
         target = self.subscription.target
         try:
             request = build_push(payload, target.content_mode)
-            return with_credentials(
-                request, self.subscription.name, target, int(self._clock.now())
-            )
+            return with_credentials(request, self.subscription.name, target, int(self._clock.now()))
         except Exception as error:
             return PushResult.failed(INTERNAL_ERROR, f"{error.__class__.__name__}: {error}")
 
