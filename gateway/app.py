@@ -27,8 +27,9 @@ from gateway.events import Limits
 from gateway.ingress.auth import AuthMiddleware, load_tokens
 from gateway.ingress.receiver import Receiver
 from gateway.ops import health
+from gateway.ops.collector import GatewayCollector, Sources
 from gateway.ops.health import SHUTTING_DOWN
-from gateway.ops.metrics import Metrics, Sources
+from gateway.ops.metrics import Metrics
 from gateway.ops.observability import measure_loop_lag, metrics_operation
 from gateway.ops.retention import run_retention
 from gateway.problems import (
@@ -138,7 +139,7 @@ async def _lifespan(
         # Ahead of health and metrics: the router tries routes in order, publishes first.
         app.router.routes[:0] = openapi.routes(served)
         sources = Sources(store, topics, subscriptions, engine, gateway.readiness, now)
-        _start_background(gateway, sources)
+        _start_background(gateway, sources, engine)
         gateway.readiness.set_ready()
         yield
     finally:
@@ -196,12 +197,12 @@ def _build_apis(
     ]
 
 
-def _start_background(gateway: Gateway, sources: Sources) -> None:
+def _start_background(gateway: Gateway, sources: Sources, engine: Engine) -> None:
     """The store-full readiness check, metrics over `sources`, the loop-lag probe, the
     retention sweep and the trimming of the store's mapped memory."""
-    store, engine = sources.store, sources.engine
+    store, metrics = sources.store, gateway.metrics
     gateway.readiness.checks.append(lambda: health.STORE_FULL if store.full else None)
-    gateway.metrics.watch(sources)
+    metrics.watch(GatewayCollector(sources, lambda: metrics.loop_lag))
     gateway.tasks.append(asyncio.create_task(measure_loop_lag(gateway.metrics)))
     gateway.tasks.append(
         asyncio.create_task(run_retention(store, sources.now, gateway.clock, engine.wake))

@@ -59,7 +59,7 @@ class RunningGateway:
         """The gateway's scheduling time (steady, on the injected clock)."""
         engine = self.gateway.engine
         assert engine is not None
-        return engine.now()
+        return engine.steady()
 
     async def publish(self, topic: str, event_id: str, **headers: str) -> httpx.Response:
         return await self.client.post(

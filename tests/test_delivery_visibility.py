@@ -398,6 +398,7 @@ async def test_outcomes_that_cannot_be_recorded_are_counted_and_logged_within_th
     logged only on the lines the budget lets through (not once a second)."""
     caplog.set_level(logging.INFO)
     clock = ManualClock()
+    errors = {"subscription": "s1", "outcome": "error", "code": "other"}
     async with run_subscriber(clock) as sub:
         settings = make_settings(
             tmp_path, egress=LOOPBACK_EGRESS, subscriptions=[subscription("s1", sub.url)]
@@ -407,12 +408,20 @@ async def test_outcomes_that_cannot_be_recorded_are_counted_and_logged_within_th
             async def refuse(settlements: Any, now: float) -> set[str]:
                 raise RuntimeError("the store is broken")
 
+            def counted() -> float:
+                """Attempts counted as `error`: each one's cooldown has begun by then."""
+                registry = gw.gateway.metrics.registry
+                return registry.get_sample_value("cegateway_deliveries_total", errors) or 0.0
+
             monkeypatch.setattr(gw.store, "record", refuse)
             await gw.publish("orders", "e1")
-            await wait_until(lambda: len(sub.received) == 1)
+            await wait_until(lambda: counted() == 1)
             for second in range(1, 61):
+                # Only once the cooldown has begun: a sleep begun after the advance would not
+                # be woken by it (the subscriber seeing the push is too early to tell).
                 clock.advance(1)
-                await wait_until(lambda: len(sub.received) == second + 1)  # noqa: B023
+                await wait_until(lambda: counted() == second + 1)  # noqa: B023
+                assert len(sub.received) == second + 1
             await wait_until(lambda: len(delivery_lines(caplog, "s1")) >= BURST)
             lines = delivery_lines(caplog, "s1")
             text = await scrape(gw)
@@ -420,7 +429,6 @@ async def test_outcomes_that_cannot_be_recorded_are_counted_and_logged_within_th
             monkeypatch.undo()  # the store works again: the event is acked
             clock.advance(1)
             await wait_until(lambda: status(gw, "s1")["acked"] == 1)
-    errors = {"subscription": "s1", "outcome": "error", "code": "other"}
     assert value(text, "cegateway_deliveries_total", **errors) >= 60
     assert len(lines) <= BURST + PER_MINUTE
     tracebacks = [record for record in caplog.records if record.exc_info]

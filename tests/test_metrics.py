@@ -194,3 +194,36 @@ async def test_series_do_not_grow_with_events_or_unknown_topics(tmp_path: Path) 
     after = set(samples(text))
     assert after == before
     assert "id-9999" not in text and "/src/" not in text and "no-such-topic" not in text
+
+
+async def test_lane_gauges_show_pushes_held_and_the_concurrency_allowed(tmp_path: Path) -> None:
+    """Read at scrape time from the lanes (issue 20's LaneStatistics): what an operator sees
+    while a destination is slow, and after."""
+    async with run_subscriber() as sub:
+        sub.script = lambda r: Answer(200, delay=0.3 if r.event_id.startswith("slow") else 0)
+        settings = make_settings(
+            tmp_path,
+            egress=LOOPBACK_EGRESS,
+            topics=[{"name": "orders"}, {"name": "audit"}],
+            subscriptions=[
+                subscription("billing", sub.url, maxConcurrency=3),
+                subscription("archive", sub.url, topic="audit", maxConcurrency=5),
+            ],
+        )
+        async with run_gateway(settings) as gw:
+            for event_id in ("slow-1", "slow-2"):
+                assert (await gw.publish("orders", event_id)).status_code == 202
+            for _ in range(500):
+                if sub.in_flight == 2:
+                    break
+                await asyncio.sleep(0.002)
+            assert sub.in_flight == 2
+            held = await scrape(gw)
+            await settle(gw)
+            after = await scrape(gw)
+    assert value(held, "cegateway_deliveries_in_flight", subscription="billing") == 2
+    assert value(held, "cegateway_deliveries_in_flight", subscription="archive") == 0
+    assert value(held, "cegateway_destination_concurrency", subscription="billing") == 3
+    assert value(held, "cegateway_destination_concurrency", subscription="archive") == 5
+    assert value(after, "cegateway_deliveries_in_flight", subscription="billing") == 0
+    assert value(after, "cegateway_destination_concurrency", subscription="billing") == 3

@@ -33,12 +33,12 @@ from gateway.console.session import Sessions
 from gateway.ingress.auth import load_tokens
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.console.running import GatewayParts
 
 __all__ = ["Console", "install"]
 
 
-def install(app: Starlette, gateway: Gateway) -> Console:
+def install(app: Starlette, gateway: GatewayParts) -> Console:
     """Add the console's routes to `app` (the console is `app.state.console`), and run its
     outcome sampler while the app runs."""
     calls = AdminCalls(lambda: gateway.operations)

@@ -25,7 +25,7 @@ from gateway.store.base import StoredEvent
 from gateway.store.lmdb.redrive import Selection
 
 if TYPE_CHECKING:
-    from gateway.app import Gateway
+    from gateway.console.running import GatewayParts
     from gateway.resources.subscriptions import SubscriptionRegistry
     from gateway.store.lmdb.store import LmdbStore
 
@@ -157,7 +157,7 @@ def event_row(stored: StoredEvent) -> EventRow:
 
 
 class Pages:
-    def __init__(self, gateway: Gateway, calls: AdminCalls, history: OutcomeHistory) -> None:
+    def __init__(self, gateway: GatewayParts, calls: AdminCalls, history: OutcomeHistory) -> None:
         self._gateway = gateway
         self._calls = calls
         self.history = history
@@ -212,7 +212,7 @@ class Pages:
         minutes = self.history.minutes(subscription.name)
         enqueued = self._store.deliveries.oldest_pending(subscription.name)
         engine = self._gateway.engine
-        age = None if enqueued is None or engine is None else max(0.0, engine.now() - enqueued)
+        age = None if enqueued is None or engine is None else max(0.0, engine.steady() - enqueued)
         return SubscriptionRow(
             name=subscription.name,
             topic=subscription.topic,

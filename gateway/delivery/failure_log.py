@@ -41,12 +41,14 @@ class DeliveryLog:
         self,
         subscription: str,
         clock: Clock,
-        now: Callable[[], float],
+        steady: Callable[[], float],
         budget: LineBudget | None = None,
     ) -> None:
+        """`steady`: the scheduling time due times are on; `clock`: the wall time the line
+        shows, and the budget's monotonic time."""
         self._subscription = subscription
         self._clock = clock
-        self._now = now  # the scheduling clock due times are on
+        self._steady = steady
         self._budget = budget or LineBudget(BURST, PER_MINUTE)
 
     def settled(self, settlement: Settlement, payload: bytes | None) -> None:
@@ -99,7 +101,7 @@ class DeliveryLog:
         return fields
 
     def _retried(self, fields: dict[str, Any], decision: RetryAt) -> None:
-        wall = self._clock.now() + max(0.0, decision.due - self._now())
+        wall = self._clock.now() + max(0.0, decision.due - self._steady())
         fields.update(outcome="retried", nextAttemptTime=rfc3339_utc(wall))
         log.warning(
             "%s: attempt %d of event %s failed (%s); next attempt at %s%s",
