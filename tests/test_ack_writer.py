@@ -21,8 +21,8 @@ from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
 from gateway.policy.outcomes import Ack
 from gateway.store.lmdb.ack_writer import FRAME, AckWriterUnavailable
-from gateway.store.lmdb.deliveries import Settlement
 from gateway.store.lmdb.store import LmdbStore
+from gateway.store.records import Settlement
 from tests.conftest import LOOPBACK_EGRESS, make_settings, run_gateway, settle, status, subscription
 from tests.gateway_process import GatewayProcess, running
 from tests.subscriber import run_subscriber
@@ -63,7 +63,7 @@ async def publish(store: LmdbStore, numbers: range) -> None:
 
 def acks_for_due(store: LmdbStore, limit: int) -> list[Settlement]:
     return [
-        Settlement("s1", delivery.seq, Ack(), 1, None, due=delivery.state.due)
+        Settlement("s1", delivery.seq, Ack(), 1, None, due=delivery.due)
         for delivery in store.deliveries.due("s1", NOW + 1, limit, ())
     ]
 

@@ -25,7 +25,7 @@ from gateway.console.session import Sessions, csrf_matches
 from gateway.ingress.auth import Tokens, route_kind
 from gateway.ops.metrics import OUTCOMES
 from gateway.problems import Forbidden, Unauthorized
-from gateway.store.lmdb.redrive import Selection
+from gateway.store.records import Selection
 from tests.conftest import (
     LOOPBACK_EGRESS,
     RunningGateway,

@@ -23,7 +23,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, Request, async_playwright, expect
 
 from gateway.console.history import delivery_totals
-from gateway.store.lmdb.redrive import Selection
+from gateway.store.records import Selection
 from tests.conftest import LOOPBACK_EGRESS, RunningGateway, make_settings, run_gateway, subscription
 from tests.subscriber import Answer, Subscriber, run_subscriber
 from tests.test_console import ADMIN, PUBLISHER, auth_config

@@ -21,9 +21,8 @@ from gateway.events import IncomingEvent
 from gateway.ops.logs import LineBudget, json_formatter
 from gateway.policy.deadletters import rfc3339_utc
 from gateway.policy.outcomes import Ack, DeadLetter
-from gateway.store.lmdb.deliveries import Settlement
-from gateway.store.lmdb.keys import LastOutcome
 from gateway.store.lmdb.store import LmdbStore
+from gateway.store.records import LastOutcome, Settlement
 from tests.conftest import (
     LOOPBACK_EGRESS,
     RunningGateway,
@@ -439,11 +438,11 @@ async def test_a_deleted_subscription_takes_its_last_outcome_with_it(tmp_path: P
         events = [IncomingEvent("/shop", f"e{n}", {}, b'{"id":"e%d"}' % n) for n in range(2)]
         await store.publish("orders", events, 1_000.0)
         first, second = store.deliveries.due("s1", 1_001.0, 10, ())
-        await store.record([Settlement("s1", first.seq, Ack(), 1, None, due=first.state.due)], 1)
+        await store.record([Settlement("s1", first.seq, Ack(), 1, None, due=first.due)], 1)
         assert store.deliveries.last_outcome("s1").success_time is not None
         await store.write(lambda txn: store.deliveries.delete_subscription(txn, "s1"))
         assert store.deliveries.last_outcome("s1") == LastOutcome()
-        late = Settlement("s1", second.seq, Ack(), 1, None, due=second.state.due, wall=5.0)
+        late = Settlement("s1", second.seq, Ack(), 1, None, due=second.due, wall=5.0)
         await store.record([late], 1_002.0)  # through the ack writer, after the delete
         assert store.deliveries.last_outcome("s1") == LastOutcome()
     finally:

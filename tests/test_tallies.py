@@ -19,8 +19,8 @@ from gateway.events import IncomingEvent
 from gateway.problems import InvalidRequest, NotFound
 from gateway.store.lmdb.acks import add_to_counter
 from gateway.store.lmdb.committer import Transaction
-from gateway.store.lmdb.redrive import Selection
 from gateway.store.lmdb.store import LmdbStore
+from gateway.store.records import Selection
 
 DAY = 86_400.0
 NOW = 1_000_000.0

@@ -18,8 +18,8 @@ from gateway.openapi import Operation, Query
 from gateway.problems import InvalidRequest
 from gateway.resources.subscriptions import SubscriptionRegistry
 from gateway.resources.topics import TopicRegistry
-from gateway.store.lmdb.redrive import Selection
 from gateway.store.lmdb.store import LmdbStore
+from gateway.store.records import Selection
 
 DEAD_LETTER_QUERY = (
     Query("subscription", "only dead letters of this subscription (dlsubscription)"),

@@ -19,8 +19,8 @@ from gateway.openapi import Operation, Query
 from gateway.policy.deadletters import rfc3339_utc
 from gateway.problems import Conflict, InvalidRequest, NotFound
 from gateway.resources.subscriptions import Subscription, SubscriptionRegistry
-from gateway.store.lmdb.keys import LastOutcome
 from gateway.store.lmdb.store import LmdbStore
+from gateway.store.records import LastOutcome
 
 
 def subscription_json(subscription: Subscription, status: dict[str, Any] | None) -> Any:

@@ -21,8 +21,7 @@ from gateway.console.calls import AdminCalls
 from gateway.console.data import Data, data_of, pretty
 from gateway.console.history import Minute, OutcomeHistory
 from gateway.resources.subscriptions import Subscription
-from gateway.store.base import StoredEvent
-from gateway.store.lmdb.redrive import Selection
+from gateway.store.records import Selection, StoredEvent
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -297,11 +296,12 @@ class Pages:
         name = subscription.name
         if not subscription.filter.matches(row.attributes):
             return DeliveryState(name, "not matched", "its filter does not match this event")
-        state = self._store.deliveries.state(name, row.seq)
+        state = self._store.deliveries.delivery(name, row.seq)
         if state is not None:
             detail = f"{state.attempts} attempts so far" if state.attempts else "not tried yet"
-            if state.last_status:
-                detail += f"; last {state.last_status}: {state.last_error or ''}".rstrip(": ")
+            failure = state.last_failure
+            if failure.status:
+                detail += f"; last {failure.status}: {failure.error or ''}".rstrip(": ")
             return DeliveryState(name, "pending", detail)
         dead = self._find_dead_letter(subscription, row)
         if dead is not None:

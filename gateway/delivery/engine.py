@@ -45,8 +45,8 @@ from gateway.policy.outcomes import (
     delivery_code,
 )
 from gateway.resources.subscriptions import Subscription, SubscriptionRegistry
-from gateway.store.lmdb.deliveries import DueDelivery, Settlement
 from gateway.store.lmdb.store import LmdbStore
+from gateway.store.records import Delivery, Settlement
 
 ERROR_COOLDOWN = 1.0
 
@@ -136,7 +136,7 @@ class Lane:
         # Due deliveries read a page at a time (not one store read per push). A page lasts
         # about one push's time; a delivery settled meanwhile by something else (expiry,
         # purge) may still be pushed once, which at-least-once allows.
-        self._ready: collections.deque[DueDelivery] = collections.deque()
+        self._ready: collections.deque[Delivery] = collections.deque()
         self._taking = True
         self._recorder = Recorder(engine.store, engine.now, engine.wake)
         self.waiting = False
@@ -197,7 +197,7 @@ class Lane:
                 return
             self.workers.add(asyncio.create_task(self._work(delivery)))
 
-    def _take(self, now: float) -> DueDelivery | None:
+    def _take(self, now: float) -> Delivery | None:
         """The next due delivery, marked in flight: from the page read last, or a new page."""
         if not self._ready:
             self._ready.extend(
@@ -228,11 +228,11 @@ class Lane:
             for waiter in waiters:
                 waiter.cancel()
 
-    async def _work(self, delivery: DueDelivery) -> None:
+    async def _work(self, delivery: Delivery) -> None:
         """One slot: attempt deliveries one after another until none is due or the slot is
         no longer ours (the limit shrank, the lane stops)."""
         try:
-            current: DueDelivery | None = delivery
+            current: Delivery | None = delivery
             while current is not None:
                 await self._attempt(current)
                 current = self._next()
@@ -240,7 +240,7 @@ class Lane:
             self.workers.discard(asyncio.current_task())
             self._wake.set()  # the supervisor decides what the free slot does next
 
-    def _next(self) -> DueDelivery | None:
+    def _next(self) -> Delivery | None:
         workers = len(self.workers)
         if not self._taking or workers > self.limit.current:
             return None
@@ -248,7 +248,7 @@ class Lane:
             self._wake.set()  # room for more workers (the limit grew): the supervisor starts them
         return self._take(self.engine.now())
 
-    async def _attempt(self, delivery: DueDelivery) -> None:
+    async def _attempt(self, delivery: Delivery) -> None:
         try:
             settlement, code = await self._try(delivery)
             await self._recorder.record(settlement)
@@ -263,14 +263,14 @@ class Lane:
         finally:
             self.in_flight.discard(delivery.seq)
 
-    async def _try(self, delivery: DueDelivery) -> tuple[Settlement, str]:
+    async def _try(self, delivery: Delivery) -> tuple[Settlement, str]:
         """The attempt's settlement, and its `code` label."""
         subscription = self.subscription
-        if delivery.payload is None or delivery.state.expires <= self.engine.now():
+        if delivery.payload is None or delivery.expires <= self.engine.now():
             # Expired, or its event is gone with a deleted topic: settle it, never leave it stuck.
             decision = DeadLetter("expired")
             failure = _last_failure(delivery)
-            return self._settlement(delivery, decision, delivery.state.attempts, failure), "other"
+            return self._settlement(delivery, decision, delivery.attempts, failure), "other"
         try:
             request = self._request(delivery.payload)
         except Exception as error:  # a stored event the push cannot be built from (issue 19)
@@ -299,7 +299,7 @@ class Lane:
             self._series[(outcome, code)] = series
         return series
 
-    def _settled(self, delivery: DueDelivery, settlement: Settlement, code: str) -> None:
+    def _settled(self, delivery: Delivery, settlement: Settlement, code: str) -> None:
         """Count the recorded outcome; log one that is not an ack."""
         decision = settlement.decision
         if isinstance(decision, Ack):
@@ -313,12 +313,12 @@ class Lane:
         self.log.settled(settlement, delivery.payload)
 
     def _judge(
-        self, delivery: DueDelivery, result: PushResult, unreadable: bool = False
+        self, delivery: Delivery, result: PushResult, unreadable: bool = False
     ) -> Settlement:
         """`unreadable`: the push could not be built from the stored event, which says
         nothing about the destination (its concurrency is left alone)."""
         subscription = self.subscription
-        attempts = delivery.state.attempts + 1
+        attempts = delivery.attempts + 1
         verdict = _verdict(result, subscription.permanent_codes)
         if not unreadable:
             self._adapt(verdict)
@@ -330,7 +330,7 @@ class Lane:
             max_attempts=subscription.max_attempts,
             now=self.engine.now(),
             delay=delay,
-            expires_at=delivery.state.expires,
+            expires_at=delivery.expires,
         )
         failure = None if verdict is Verdict.ACK else _failure(result, subscription.target)
         dead_letterable = not unreadable or _is_json_object(delivery.payload)
@@ -338,7 +338,7 @@ class Lane:
 
     def _settlement(
         self,
-        delivery: DueDelivery,
+        delivery: Delivery,
         decision: Decision,
         attempts: int,
         failure: Failure | None,
@@ -353,7 +353,7 @@ class Lane:
             attempts=attempts,
             failure=failure,
             dead_letter_topic=self.subscription.dead_letter_topic if dead_letterable else None,
-            due=delivery.state.due,
+            due=delivery.due,
             wall=self.engine.clock.now(),
         )
 
@@ -386,6 +386,5 @@ def _is_json_object(payload: bytes | None) -> bool:
         return False
 
 
-def _last_failure(delivery: DueDelivery) -> Failure:
-    state = delivery.state
-    return Failure(state.last_status, state.last_error, state.last_body)
+def _last_failure(delivery: Delivery) -> Failure:
+    return delivery.last_failure

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 
 from gateway.store.base import Store
-from gateway.store.lmdb.deliveries import Settlement
+from gateway.store.records import Settlement
 
 
 class Recorder:

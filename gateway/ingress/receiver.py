@@ -31,8 +31,8 @@ from gateway.ops.health import Readiness
 from gateway.ops.metrics import Metrics
 from gateway.problems import NotFound, NotReady
 from gateway.resources.topics import TopicRegistry
-from gateway.store.base import PublishResult
 from gateway.store.lmdb.store import LmdbStore
+from gateway.store.records import PublishResult
 
 CLOUDEVENT_BODIES = {
     STRUCTURED: {"schema": {"type": "object", "required": list(REQUIRED)}},

@@ -8,17 +8,22 @@ distributed store take its place when one node is not enough.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
 from gateway.store.lmdb.committer import Transaction
-
-if TYPE_CHECKING:
-    from gateway.store.lmdb.deliveries import DueDelivery, Settlement
-    from gateway.store.lmdb.keys import DeliveryState, LastOutcome
-    from gateway.store.lmdb.redrive import RetentionOf, Selection
+from gateway.store.records import (
+    DeadLetterResult,
+    Delivery,
+    LastOutcome,
+    Page,
+    PublishResult,
+    RetentionOf,
+    Selection,
+    Settlement,
+    SweepResult,
+)
 
 T = TypeVar("T")
 
@@ -32,39 +37,6 @@ Fanout = Callable[[str, Mapping[str, Any]], Sequence[tuple[str, float]]]
 SubscriptionsOf = Callable[[str], Sequence[tuple[str, str | None]]]
 
 
-@dataclass(frozen=True, slots=True)
-class PublishResult:
-    accepted: int
-    duplicates: int
-    subscriptions: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    seq: int
-    received: float
-    payload: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    events: list[StoredEvent]
-    next: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class SweepResult:
-    expired_events: int
-    woken: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterResult:
-    handled: int  # redriven or purged
-    skipped: int  # left in place (redrive: the subscription no longer exists)
-    woken: frozenset[str] = frozenset()
-
-
 class Deliveries(Protocol):
     """The delivery ledger as code outside the store uses it: the engine's lanes read what is
     due, the admin API and metrics read counters, the subscription registry drops a deleted
@@ -74,7 +46,7 @@ class Deliveries(Protocol):
 
     def due(
         self, subscription: str, now: float, limit: int, skip: set[int] | frozenset[int]
-    ) -> list[DueDelivery]:
+    ) -> list[Delivery]:
         """Up to `limit` deliveries due by `now`, earliest first, not in `skip` (in flight)."""
         ...
 
@@ -88,7 +60,7 @@ class Deliveries(Protocol):
 
     def oldest_pending(self, subscription: str) -> float | None: ...
 
-    def state(self, subscription: str, seq: int) -> DeliveryState | None: ...
+    def delivery(self, subscription: str, seq: int) -> Delivery | None: ...
 
     def delete_subscription(self, txn: Transaction, subscription: str) -> int:
         """Inside `txn`: drop the subscription's pending deliveries, counters and spec row."""

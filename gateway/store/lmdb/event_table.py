@@ -17,13 +17,12 @@ import orjson
 
 from gateway.events import IncomingEvent
 from gateway.problems import InvalidRequest
-from gateway.store.base import Page, PublishResult, StoredEvent
 from gateway.store.lmdb import keys
 from gateway.store.lmdb.committer import Transaction
 from gateway.store.lmdb.deliveries import NO_DEDUP, event_attributes
-from gateway.store.lmdb.redrive import Selection
 from gateway.store.lmdb.scan import scan_prefix
 from gateway.store.lmdb.topic_rows import topic_retention
+from gateway.store.records import Page, PublishResult, Selection, StoredEvent
 
 if TYPE_CHECKING:
     from gateway.store.lmdb.store import LmdbStore

@@ -27,20 +27,13 @@ import lmdb
 from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
 from gateway.problems import GatewayError, StoreFailure, StoreFull
-from gateway.store.base import (
-    DeadLetterResult,
-    Fanout,
-    Page,
-    PublishResult,
-    Store,
-    SweepResult,
-)
+from gateway.store.base import Fanout, Store
 from gateway.store.lmdb import mapped
 from gateway.store.lmdb import topic_rows as topic_rows
 from gateway.store.lmdb.ack_writer import AckWriter, AckWriterUnavailable
 from gateway.store.lmdb.acks import PlainAck
 from gateway.store.lmdb.committer import Committer, Transaction
-from gateway.store.lmdb.deliveries import DeliveryLedger, Settlement, plain_ack
+from gateway.store.lmdb.deliveries import DeliveryLedger, plain_ack
 from gateway.store.lmdb.environment import ENV_FILE, TABLES, open_environment
 from gateway.store.lmdb.event_table import (
     append_event,
@@ -49,14 +42,18 @@ from gateway.store.lmdb.event_table import (
     cursor_seq,
     publish_events,
 )
-from gateway.store.lmdb.redrive import (
-    RetentionOf,
-    Selection,
-    purge_dead_letters,
-    redrive_dead_letters,
-)
+from gateway.store.lmdb.redrive import purge_dead_letters, redrive_dead_letters
 from gateway.store.lmdb.sweep import sweep_expired
 from gateway.store.lmdb.tallies import Tallies
+from gateway.store.records import (
+    DeadLetterResult,
+    Page,
+    PublishResult,
+    RetentionOf,
+    Selection,
+    Settlement,
+    SweepResult,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.store")

@@ -12,9 +12,9 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from gateway.config.settings import TopicSettings
-from gateway.store.base import SweepResult
 from gateway.store.lmdb import keys
 from gateway.store.lmdb.committer import Transaction
+from gateway.store.records import SweepResult
 
 if TYPE_CHECKING:
     from gateway.store.lmdb.store import LmdbStore
