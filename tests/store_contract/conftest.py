@@ -8,7 +8,7 @@ Tests reach the store only through the Protocol's members (`gateway.store.base.S
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,9 +114,10 @@ def faults(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Faults:
 
 
 @pytest.fixture
-def opened(
+async def opened(
     backend: Backend, routing: Routing, faults: Faults, tmp_path: Path
-) -> Iterator[Opened]:
+) -> AsyncIterator[Opened]:
+    """Opened and closed inside the test's event loop (LMDB's ack writer talks over it)."""
     held = Opened(backend, tmp_path / "store", routing)
     held.open()
     try:
