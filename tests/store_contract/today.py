@@ -74,6 +74,15 @@ class Adapted:
         found = self._s.deliveries.due(subscription, now, limit, skip)  # type: ignore[arg-type]
         return [_delivery(item) for item in found]
 
+    async def delivery(self, subscription: str, seq: int) -> Delivery | None:
+        ledger: Any = self._s.deliveries
+        found = getattr(ledger, "delivery", None) or ledger.state
+        state = found(subscription, seq)
+        if state is None:
+            return None
+        attempts, due = state.attempts, state.due
+        return Delivery(subscription, seq, attempts, due, getattr(state, "payload", None))
+
     async def next_due(self, subscription: str, after: float) -> float | None:
         return self._s.deliveries.next_due(subscription, after)
 
@@ -110,11 +119,14 @@ class Adapted:
     async def event_count(self, topic: str) -> int:
         return self._s.event_count(topic)
 
-    async def subscription_rows(self) -> list[bytes]:
-        meta = self._s.db["meta"]
-        return self._s.read(
-            lambda txn: [bytes(v) for _, v in scan_prefix(txn, meta, keys.SUBSCRIPTION_PREFIX)]
-        )
+    async def subscription_rows(self) -> list[tuple[str, bytes]]:
+        meta, prefix = self._s.db["meta"], keys.SUBSCRIPTION_PREFIX
+
+        def run(txn: Any) -> list[tuple[str, bytes]]:
+            rows = scan_prefix(txn, meta, prefix)
+            return [(bytes(k)[len(prefix) :].decode(), bytes(v)) for k, v in rows]
+
+        return self._s.read(run)
 
     async def put_subscription(self, name: str, spec: bytes, apply: Callable[[], None]) -> bool:
         key, meta = keys.subscription_key(name), self._s.db["meta"]
