@@ -51,9 +51,7 @@ async def test_each_new_event_fans_out_to_every_routed_subscription(
     assert (await store.counters("s1"))["published"] == 2
 
 
-async def test_fanout_sends_an_event_only_where_routing_says(
-    store: Any, routing: Routing
-) -> None:
+async def test_fanout_sends_an_event_only_where_routing_says(store: Any, routing: Routing) -> None:
     routing.add("orders", "s1", where=lambda attributes: attributes.get("region") == "eu")
     await store.put_topic(topic("orders"))
     result = await store.publish("orders", [event("eu1", region="eu"), event("us1")], T0)
@@ -82,9 +80,7 @@ async def test_a_delayed_subscription_is_not_claimable_before_its_delay(
     assert await store.next_due("s1", T0) == T0 + 30
 
 
-async def test_a_claim_returns_the_event_with_no_attempts_yet(
-    store: Any, routing: Routing
-) -> None:
+async def test_a_claim_returns_the_event_with_no_attempts_yet(store: Any, routing: Routing) -> None:
     [delivery] = await published(store, routing)
     assert (delivery.subscription, delivery.attempts, delivery.due) == ("s1", 0, T0)
     assert document(delivery.payload)["id"] == "e0"
@@ -94,7 +90,7 @@ async def test_a_claim_returns_the_event_with_no_attempts_yet(
 async def test_claim_returns_the_earliest_due_first(store: Any, routing: Routing) -> None:
     routing.add("orders", "s1")
     await store.put_topic(topic("orders"))
-    for n, at in enumerate((T0 + 20, T0 + 10, T0 + 30)):  # published out of due order
+    for at in (T0 + 20, T0 + 10, T0 + 30):  # published out of due order
         await store.publish("orders", [event(f"at{at - T0:.0f}")], at)
     claimed = await store.claim("s1", T0 + 100, 10, NONE)
     assert [document(d.payload)["id"] for d in claimed] == ["at10", "at20", "at30"]
@@ -180,7 +176,11 @@ async def test_a_dead_letter_is_appended_to_the_dead_letter_topic_with_dl_attrib
     assert dead["dlbody"] == "oops"
     assert set(dead) - set(original) <= set(DL_ATTRIBUTES)
     counts = await assert_reconciled(store, "s1")
-    assert (counts["deadlettered"], counts["deadlettered.exhausted"], counts["pending"]) == (1, 1, 0)
+    assert (counts["deadlettered"], counts["deadlettered.exhausted"], counts["pending"]) == (
+        1,
+        1,
+        0,
+    )
 
 
 async def test_a_dead_letter_fans_out_to_the_dead_letter_topics_subscriptions(
@@ -219,9 +219,7 @@ async def test_a_dead_letter_is_made_once_even_if_settled_twice(
     assert (await assert_reconciled(store, "s1"))["deadlettered"] == 1
 
 
-async def test_counters_reconcile_after_a_mix_of_outcomes(
-    store: Any, routing: Routing
-) -> None:
+async def test_counters_reconcile_after_a_mix_of_outcomes(store: Any, routing: Routing) -> None:
     await store.put_topic(topic("dead"))
     deliveries = await published(store, routing, 6, dead_letter="dead")
     decisions = [Ack(), Ack(), RetryAt(T0 + 60, "503"), DeadLetter("permanent")]

@@ -76,9 +76,7 @@ async def test_topic_subscription_and_extension_rows_survive_reopening(
     assert await store.extension_row("pretry", "p1") == b"{}"
 
 
-async def test_sequence_numbers_keep_growing_across_reopening(
-    store: Any, reopen: Reopen
-) -> None:
+async def test_sequence_numbers_keep_growing_across_reopening(store: Any, reopen: Reopen) -> None:
     """A cursor from before a restart still pages on to events published after it."""
     await store.put_topic(topic("orders"))
     await store.publish("orders", events("a", 3), T0)

@@ -46,7 +46,9 @@ async def test_a_sweep_dead_letters_pending_deliveries_whose_retention_ended(
     assert result.expired_events == 1
     assert await stored_ids(store, "orders") == ["new"]
     assert await pending_ids(store, "s1") == ["new"]
-    [letter] = [document(stored.payload) for stored in (await store.browse("dead", None, 10)).events]
+    [letter] = [
+        document(stored.payload) for stored in (await store.browse("dead", None, 10)).events
+    ]
     assert (letter["id"], letter["dlreason"], letter["dlsubscription"]) == ("old", "expired", "s1")
     assert (letter["dlattempts"], letter["dlstatus"]) == ("1", "503")  # the last attempt's
     counts = await assert_reconciled(store, "s1")
@@ -63,9 +65,7 @@ async def test_a_sweep_drops_and_counts_pending_deliveries_with_no_dead_letter_t
     assert (counts["dropped"], counts["dropped.expired"], counts["pending"]) == (2, 2, 0)
 
 
-async def test_a_sweep_keeps_events_within_their_retention(
-    store: Any, routing: Routing
-) -> None:
+async def test_a_sweep_keeps_events_within_their_retention(store: Any, routing: Routing) -> None:
     await backlog(store, routing, dead_letter=None)
     result = await store.sweep(T0 + DAY - 1, WALL)
     assert result.expired_events == 0
@@ -85,9 +85,7 @@ async def test_a_sweep_leaves_settled_deliveries_settled(store: Any, routing: Ro
     assert (counts["acked"], counts["deadlettered"], counts["dropped"]) == (2, 0, 0)
 
 
-async def test_reconciled_at_every_step_of_a_day_and_a_half(
-    store: Any, routing: Routing
-) -> None:
+async def test_reconciled_at_every_step_of_a_day_and_a_half(store: Any, routing: Routing) -> None:
     """Events published hour by hour, never delivered: each sweep moves exactly the expired
     ones into dropped, and the counters add up at every step."""
     routing.add("orders", "s1")

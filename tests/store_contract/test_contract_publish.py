@@ -169,5 +169,7 @@ async def test_a_hint_that_never_reaches_publish_leaves_later_publishes_working(
     await store.put_topic(topic("orders"))
     with pytest.raises(ValueError), store.publishing():
         raise ValueError("the request body was refused")
-    results = await asyncio.gather(*(store.publish("orders", [event(f"e{n}")], T0) for n in range(5)))
+    results = await asyncio.gather(
+        *(store.publish("orders", [event(f"e{n}")], T0) for n in range(5))
+    )
     assert sum(result.accepted for result in results) == 5
