@@ -8,7 +8,9 @@ from typing import Any
 
 from gateway.policy.deadletters import DL_ATTRIBUTES
 from tests.store_contract.support import (
+    DAY,
     T0,
+    WALL,
     Ack,
     DeadLetter,
     Failure,
@@ -251,3 +253,40 @@ async def test_oldest_pending_is_when_the_oldest_pending_delivery_was_created(
     first = (await store.claim("s1", T0 + 5, 1, NONE))[0]
     await store.settle([settlement(first, Ack())], T0 + 6)
     assert await store.oldest_pending("s1") == T0 + 10
+
+
+async def test_a_pending_delivery_can_be_looked_up_with_what_its_last_attempt_saw(
+    store: Any, routing: Routing
+) -> None:
+    [delivery] = await published(store, routing)
+    assert delivery.expires == T0 + DAY  # the topic's retention from when it was published
+    failure = Failure("503", "upstream busy", b"busy")
+    await store.settle([settlement(delivery, RetryAt(T0 + 40, "503"), failure=failure)], T0 + 1)
+    found = await store.delivery("s1", delivery.seq)
+    assert (found.seq, found.attempts, found.due, found.expires) == (
+        delivery.seq,
+        1,
+        T0 + 40,
+        T0 + DAY,
+    )
+    assert found.last_failure == failure
+    assert await store.delivery("s1", delivery.seq + 1000) is None
+    [again] = await store.claim("s1", T0 + 40, 10, NONE)
+    await store.settle([settlement(again, Ack())], T0 + 41)
+    assert await store.delivery("s1", delivery.seq) is None
+
+
+async def test_last_outcome_shows_the_last_success_and_the_last_failure(
+    store: Any, routing: Routing
+) -> None:
+    first, second = await published(store, routing, 2)
+    empty = await store.last_outcome("s1")
+    assert (empty.success_time, empty.failure_time) == (None, None)
+    failure = Failure("503", None, b"busy")
+    retry = settlement(first, RetryAt(T0 + 40, "503"), failure=failure, wall=WALL + 1)
+    await store.settle([retry], T0 + 1)
+    failed = await store.last_outcome("s1")
+    assert (failed.failure_time, failed.status, failed.success_time) == (WALL + 1, "503", None)
+    await store.settle([settlement(second, Ack(), wall=WALL + 2)], T0 + 2)
+    both = await store.last_outcome("s1")
+    assert (both.success_time, both.failure_time, both.status) == (WALL + 2, WALL + 1, "503")

@@ -167,12 +167,14 @@ async def test_extension_rows_are_stored_replaced_and_deleted(store: Any) -> Non
     await store.delete_extension_row("pretry", "p1")  # deleting what is gone is no error
 
 
-async def test_extension_rows_of_other_kinds_and_keys_are_apart(store: Any) -> None:
+async def test_extension_rows_under_other_keys_are_apart(store: Any) -> None:
     await store.put_extension_row("pretry", "a", b"1")
-    await store.put_extension_row("other", "a", b"2")
-    await store.put_extension_row("pretry", "ab", b"3")
+    await store.put_extension_row("pretry", "ab", b"2")
+    await store.put_extension_row("pretry", "a/b", b"3")
     assert await store.extension_row("pretry", "a") == b"1"
-    assert await store.extension_row("other", "a") == b"2"
-    assert await store.extension_row("pretry", "ab") == b"3"
-    assert await store.subscription_rows() == []  # no row of another kind shows up there
+    assert await store.extension_row("pretry", "ab") == b"2"
+    assert await store.extension_row("pretry", "a/b") == b"3"
+    await store.delete_extension_row("pretry", "a")
+    assert await store.extension_row("pretry", "ab") == b"2"
+    assert await store.subscription_rows() == []  # no extension row shows up as another row
     assert await store.topics() == []

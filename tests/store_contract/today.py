@@ -10,6 +10,7 @@ from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.policy.deadletters import Failure
 from gateway.store.lmdb import keys
 from gateway.store.lmdb.scan import scan_prefix
 from gateway.store.lmdb.store import LmdbStore
@@ -23,7 +24,9 @@ class Delivery:
     seq: int
     attempts: int
     due: float
+    expires: float
     payload: bytes | None
+    last_failure: Failure
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,18 @@ class Hint:
             self._store.withdraw()
 
 
-def _delivery(found: Any) -> Delivery:
+def _delivery(found: Any) -> Any:
+    if hasattr(found, "last_failure"):  # already the seam's Delivery record
+        return found
     state = getattr(found, "state", found)
-    return Delivery(found.subscription, found.seq, state.attempts, state.due, found.payload)
+    return _record(found.subscription, state, found.payload)
+
+
+def _record(subscription: str, state: Any, payload: bytes | None) -> Delivery:
+    failure = Failure(state.last_status, state.last_error, state.last_body)
+    return Delivery(
+        subscription, state.seq, state.attempts, state.due, state.expires, payload, failure
+    )
 
 
 class Adapted:
@@ -74,14 +86,16 @@ class Adapted:
         found = self._s.deliveries.due(subscription, now, limit, skip)  # type: ignore[arg-type]
         return [_delivery(item) for item in found]
 
-    async def delivery(self, subscription: str, seq: int) -> Delivery | None:
+    async def delivery(self, subscription: str, seq: int) -> Any:
         ledger: Any = self._s.deliveries
         found = getattr(ledger, "delivery", None) or ledger.state
         state = found(subscription, seq)
-        if state is None:
-            return None
-        attempts, due = state.attempts, state.due
-        return Delivery(subscription, seq, attempts, due, getattr(state, "payload", None))
+        if state is None or hasattr(state, "last_failure"):
+            return state
+        return _record(subscription, state, state.payload)
+
+    async def last_outcome(self, subscription: str) -> Any:
+        return self._s.deliveries.last_outcome(subscription)
 
     async def next_due(self, subscription: str, after: float) -> float | None:
         return self._s.deliveries.next_due(subscription, after)
