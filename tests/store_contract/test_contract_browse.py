@@ -41,6 +41,15 @@ async def test_paging_visits_every_event_once_in_order(store: Any) -> None:
     assert [event_id for page in walked for event_id in page] == [f"e{n}" for n in range(50)]
 
 
+async def test_newest_first_paging_visits_every_event_once_newest_first(store: Any) -> None:
+    await store.put_topic(topic("orders"))
+    await store.publish("orders", events("e", 20), T0)
+    walked = await pages(store, "orders", 6, newest_first=True)
+    assert [event_id for page in walked for event_id in page] == [
+        f"e{n}" for n in reversed(range(20))
+    ]
+
+
 async def test_a_full_page_links_to_the_next_and_the_last_page_ends_the_walk(
     store: Any,
 ) -> None:

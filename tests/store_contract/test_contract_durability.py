@@ -4,6 +4,8 @@ and the statistics the metrics and readiness read."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -164,3 +166,14 @@ async def test_used_storage_grows_as_events_are_stored(store: Any) -> None:
     big = [event(f"e{n}", pad="x" * 4000) for n in range(200)]
     await store.publish("orders", big, T0)
     assert store.statistics().used_bytes > before
+
+
+async def test_maintenance_runs_beside_the_store_and_stops_when_cancelled(store: Any) -> None:
+    await store.put_topic(topic("orders"))
+    task = asyncio.create_task(store.maintain())
+    await asyncio.sleep(0)
+    await store.publish("orders", events("e", 3), T0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert await stored_ids(store, "orders") == ["e0", "e1", "e2"]

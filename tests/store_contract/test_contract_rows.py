@@ -141,6 +141,7 @@ async def test_delete_subscription_takes_its_deliveries_and_counters_with_it(
     counters = await store.counters("s1")
     assert all(value == 0 for value in counters.values()), counters
     assert await store.subscription_rows() == []
+    assert (await store.last_outcome("s1")).success_time is None
     assert (await store.publish("orders", [event("late")], T0 + 2)).subscriptions == frozenset()
 
 

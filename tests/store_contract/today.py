@@ -109,8 +109,18 @@ class Adapted:
     async def oldest_pending(self, subscription: str) -> float | None:
         return self._s.deliveries.oldest_pending(subscription)
 
-    async def browse(self, topic: str, after: str | None, limit: int, selection: Any = None) -> Any:
-        return self._s.browse(topic, after, limit, selection)
+    async def browse(
+        self,
+        topic: str,
+        cursor: str | None,
+        limit: int,
+        selection: Any = None,
+        *,
+        newest_first: bool = False,
+    ) -> Any:
+        if newest_first:
+            return self._s.browse_newest(topic, cursor, limit, selection)
+        return self._s.browse(topic, cursor, limit, selection)
 
     async def redrive(self, topic: str, selection: Any, retention_of: Any, now: float) -> Any:
         return await self._s.redrive(topic, selection, retention_of, now)
@@ -177,6 +187,9 @@ class Adapted:
     def statistics(self) -> Statistics:
         s = self._s
         return Statistics(s.commits, s.used_bytes(), s.map_size(), s.max_map_size, s.full)
+
+    async def maintain(self) -> None:
+        return None
 
     def close(self) -> None:
         self._s.close()
