@@ -32,7 +32,11 @@ Reopen = Callable[[], Any]
 NONE: frozenset[int] = frozenset()
 
 
-async def test_events_and_dedup_survive_reopening(store: Any, reopen: Reopen) -> None:
+async def test_events_and_dedup_survive_reopening(
+    store: Any, routing: Routing, reopen: Reopen
+) -> None:
+    """R4: the same pair before and after a restart: accepted once, one delivery."""
+    routing.add("orders", "s1")
     await store.put_topic(topic("orders"))
     sent = events("e", 3)
     await store.publish("orders", sent, T0)
@@ -43,6 +47,12 @@ async def test_events_and_dedup_survive_reopening(store: Any, reopen: Reopen) ->
     result = await store.publish("orders", [event("e1"), event("e3")], T0 + 1)
     assert (result.accepted, result.duplicates) == (1, 1)
     assert await stored_ids(store, "orders") == ["e0", "e1", "e2", "e3"]
+    assert sorted(document(d.payload)["id"] for d in await pending(store, "s1")) == [
+        "e0",
+        "e1",
+        "e2",
+        "e3",
+    ]
 
 
 async def test_due_deliveries_and_counters_survive_reopening(
