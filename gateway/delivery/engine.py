@@ -45,7 +45,7 @@ from gateway.policy.outcomes import (
     delivery_code,
 )
 from gateway.resources.subscriptions import Subscription, SubscriptionRegistry
-from gateway.store.lmdb.store import LmdbStore
+from gateway.store.base import Store
 from gateway.store.records import Delivery, Settlement
 
 ERROR_COOLDOWN = 1.0
@@ -54,7 +54,7 @@ ERROR_COOLDOWN = 1.0
 class Engine:
     def __init__(
         self,
-        store: LmdbStore,
+        store: Store,
         subscriptions: SubscriptionRegistry,
         sink: Sinks,
         clock: Clock,
@@ -179,7 +179,7 @@ class Lane:
             self._wake.clear()
             now = self.engine.now()
             try:
-                self._start_workers(now)
+                await self._start_workers(now)
                 await self._wait(now)
             except asyncio.CancelledError:
                 raise
@@ -190,32 +190,34 @@ class Lane:
     def _room(self) -> int:
         return self.limit.current - len(self.workers)
 
-    def _start_workers(self, now: float) -> None:
+    async def _start_workers(self, now: float) -> None:
         while self._room() > 0:
-            delivery = self._take(now)
+            delivery = await self._take(now)
             if delivery is None:
                 return
             self.workers.add(asyncio.create_task(self._work(delivery)))
 
-    def _take(self, now: float) -> Delivery | None:
+    async def _take(self, now: float) -> Delivery | None:
         """The next due delivery, marked in flight: from the page read last, or a new page."""
         if not self._ready:
             self._ready.extend(
-                self.engine.store.deliveries.due(
+                await self.engine.store.claim(
                     self.subscription.name, now, self.limit.current, self.in_flight
                 )
             )
-        if not self._ready:
-            return None
-        delivery = self._ready.popleft()
-        self.in_flight.add(delivery.seq)
-        return delivery
+        while self._ready:
+            delivery = self._ready.popleft()
+            # A store that suspends in `claim` lets two workers read overlapping pages.
+            if delivery.seq not in self.in_flight:
+                self.in_flight.add(delivery.seq)
+                return delivery
+        return None
 
     async def _wait(self, now: float) -> None:
         """Until woken (new deliveries, a free slot, a policy change) or the next due time."""
         delay = None
         if self._room() > 0:
-            due = self.engine.store.deliveries.next_due(self.subscription.name, after=now)
+            due = await self.engine.store.next_due(self.subscription.name, after=now)
             delay = None if due is None else max(0.0, due - now)
         waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait())}
         if delay is not None:
@@ -235,18 +237,18 @@ class Lane:
             current: Delivery | None = delivery
             while current is not None:
                 await self._attempt(current)
-                current = self._next()
+                current = await self._next()
         finally:
             self.workers.discard(asyncio.current_task())
             self._wake.set()  # the supervisor decides what the free slot does next
 
-    def _next(self) -> Delivery | None:
+    async def _next(self) -> Delivery | None:
         workers = len(self.workers)
         if not self._taking or workers > self.limit.current:
             return None
         if workers < self.limit.current:
             self._wake.set()  # room for more workers (the limit grew): the supervisor starts them
-        return self._take(self.engine.now())
+        return await self._take(self.engine.now())
 
     async def _attempt(self, delivery: Delivery) -> None:
         try:

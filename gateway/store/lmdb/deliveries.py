@@ -10,7 +10,7 @@ published = acked + deadlettered + dropped + pending (R8).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Container, Iterable
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -42,8 +42,6 @@ class DeliveryLedger:
     def __init__(self, store: LmdbStore) -> None:
         self._store = store
         self._db = store.db
-        # Set by the app from the subscription registry; expiry, purge and redrive use it.
-        self.subscriptions_of: Callable[[str], Sequence[tuple[str, str | None]]] = lambda topic: ()
 
     # -- writes inside a transaction -------------------------------------------------------
 
@@ -200,7 +198,7 @@ class DeliveryLedger:
     ) -> set[str]:
         """The event's retention ended: every delivery still pending is dead-lettered/dropped."""
         woken: set[str] = set()
-        for subscription, dead_letter_topic in self.subscriptions_of(topic):
+        for subscription, dead_letter_topic in self._store.routing.subscriptions_of(topic):
             value = txn.get(keys.delivery_key(subscription, seq), db=self._db["deliveries"])
             if value is None:
                 continue
@@ -221,7 +219,7 @@ class DeliveryLedger:
     def drop_event(self, txn: Transaction, topic: str, seq: int, reason: str) -> None:
         """The event left its topic (purged, redriven): its pending deliveries to that topic's
         subscriptions can never be made, so they are dropped and counted, not left stuck."""
-        for subscription, _ in self.subscriptions_of(topic):
+        for subscription, _ in self._store.routing.subscriptions_of(topic):
             value = txn.get(keys.delivery_key(subscription, seq), db=self._db["deliveries"])
             if value is not None:
                 self._remove(txn, subscription, keys.decode_delivery(value))
@@ -229,7 +227,8 @@ class DeliveryLedger:
                 self.count(subscription, f"dropped.{reason}")
 
     def delete_subscription(self, txn: Transaction, subscription: str) -> int:
-        """Drop every pending delivery of `subscription` and its counters; returns how many."""
+        """Drop every pending delivery of `subscription`, its counters, last outcome and spec
+        row; returns how many deliveries."""
         dropped = delete_prefix(txn, self._db["deliveries"], keys.delivery_prefix(subscription))
         delete_prefix(txn, self._db["due"], keys.due_prefix(subscription))
         delete_prefix(txn, self._db["meta"], keys.counter_key(subscription, ""))

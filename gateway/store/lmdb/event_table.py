@@ -49,7 +49,7 @@ def publish_events(
             db=db["events"],
         )
         txn.put(dedup, keys.DEDUP_VALUE.pack(seq, now), db=db["dedup"])
-        for subscription, delay in store.fanout(topic, event.attributes):
+        for subscription, delay in store.routing.fanout(topic, event.attributes):
             store.deliveries.enqueue(
                 txn,
                 subscription,
@@ -87,7 +87,7 @@ def append_event(
     tallies.assigned(seq)
     tallies.count_events(topic, 1)
     subscriptions: set[str] = set()
-    for subscription, delay in store.fanout(topic, event_attributes(payload)):
+    for subscription, delay in store.routing.fanout(topic, event_attributes(payload)):
         store.deliveries.enqueue(
             txn, subscription, topic, seq, now + delay, now + retention, enqueued=now
         )
