@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
+from gateway.store.base import Store
 from gateway.store.lmdb.store import LmdbStore
-from tests.store_contract import today
+from gateway.store.open import open_store
+from tests.conftest import make_settings
 from tests.store_contract.support import Routing
 
 
@@ -43,18 +45,12 @@ class Faults:
 @dataclass
 class Backend:
     name: str
-    open: Callable[[Path, Routing], Any]  # -> Store
+    open: Callable[[Path, Routing], Store]
     inject: Callable[[pytest.MonkeyPatch, Faults], None]  # before the store opens
 
 
-def open_lmdb(path: Path, routing: Routing) -> Any:
-    try:
-        from gateway.store.open import open_store
-    except ImportError:  # until the seam lands: today's LmdbStore behind the target names
-        return today.adapt(LmdbStore(path), routing)
-    from tests.conftest import make_settings
-
-    return open_store(make_settings(path), routing, lambda operations, seconds: None)
+def open_lmdb(path: Path, routing: Routing) -> Store:
+    return open_store(make_settings(path), routing)
 
 
 def inject_lmdb(monkeypatch: pytest.MonkeyPatch, faults: Faults) -> None:
@@ -80,17 +76,17 @@ class Opened:
     backend: Backend
     path: Path
     routing: Routing
-    stores: list[Any] = field(default_factory=list)
+    stores: list[Store] = field(default_factory=list)
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         return self.stores[-1]
 
-    def open(self) -> Any:
+    def open(self) -> Store:
         self.stores.append(self.backend.open(self.path, self.routing))
         return self.store
 
-    def reopen(self) -> Any:
+    def reopen(self) -> Store:
         self.store.close()
         return self.open()
 
@@ -127,12 +123,12 @@ async def opened(
 
 
 @pytest.fixture
-async def store(opened: Opened) -> AsyncIterator[Any]:
+async def store(opened: Opened) -> AsyncIterator[Store]:
     """The store under test, opened in tmp_path with the test's `routing`; closed after."""
     yield opened.store
 
 
 @pytest.fixture
-def reopen(opened: Opened) -> Callable[[], Any]:
+def reopen(opened: Opened) -> Callable[[], Store]:
     """Close the store and open it again on the same directory; returns the new one."""
     return opened.reopen

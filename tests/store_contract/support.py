@@ -15,12 +15,8 @@ from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
 from gateway.policy.deadletters import Failure
 from gateway.policy.outcomes import Ack, DeadLetter, Decision, RetryAt
-
-try:  # the seam's records (issue 20); until they land, where the values live today
-    from gateway.store.records import Selection, Settlement
-except ImportError:  # pragma: no cover - removed once gateway.store.records exists
-    from gateway.store.lmdb.deliveries import Settlement  # type: ignore[assignment]
-    from gateway.store.lmdb.redrive import Selection  # type: ignore[assignment]
+from gateway.store.base import Store
+from gateway.store.records import Delivery, Selection, Settlement
 
 __all__ = ["Ack", "DeadLetter", "Failure", "RetryAt", "Selection", "Settlement"]
 
@@ -94,12 +90,14 @@ class Routing:
         return [(route.subscription, route.dead_letter) for route in self.routes.get(topic, ())]
 
 
-def document(payload: bytes) -> dict[str, Any]:
+def document(payload: bytes | None) -> dict[str, Any]:
+    """The stored JSON event (a delivery's payload is None only when its event is gone)."""
+    assert payload is not None, "the event is gone"
     loaded: dict[str, Any] = orjson.loads(payload)
     return loaded
 
 
-async def stored_ids(store: Any, name: str, limit: int = 1000) -> list[str]:
+async def stored_ids(store: Store, name: str, limit: int = 1000) -> list[str]:
     """The ids of every event the topic holds, in order, following the cursor."""
     found: list[str] = []
     after: str | None = None
@@ -112,17 +110,16 @@ async def stored_ids(store: Any, name: str, limit: int = 1000) -> list[str]:
     raise AssertionError("browse never ended")
 
 
-async def pending(store: Any, subscription: str) -> list[Any]:
+async def pending(store: Store, subscription: str) -> list[Delivery]:
     """Every pending delivery of the subscription, whenever due (claimed at a far time)."""
-    found: list[Any] = await store.claim(subscription, FAR, 100_000, frozenset())
-    return found
+    return await store.claim(subscription, FAR, 100_000, frozenset())
 
 
-async def pending_ids(store: Any, subscription: str) -> list[str]:
+async def pending_ids(store: Store, subscription: str) -> list[str]:
     return [document(delivery.payload)["id"] for delivery in await pending(store, subscription)]
 
 
-async def assert_reconciled(store: Any, subscription: str) -> dict[str, int]:
+async def assert_reconciled(store: Store, subscription: str) -> dict[str, int]:
     """R8: published = acked + deadlettered + dropped + pending, pending counted by claiming."""
     counters: dict[str, int] = await store.counters(subscription)
     waiting = len(await pending(store, subscription))
@@ -132,7 +129,7 @@ async def assert_reconciled(store: Any, subscription: str) -> dict[str, int]:
 
 
 def settlement(
-    delivery: Any,
+    delivery: Delivery,
     decision: Decision,
     *,
     attempts: int | None = None,

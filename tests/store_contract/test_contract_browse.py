@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.problems import InvalidRequest, NotFound
+from gateway.store.base import Store
 from tests.store_contract.support import (
     T0,
     Selection,
@@ -20,7 +21,7 @@ from tests.store_contract.support import (
 )
 
 
-async def pages(store: Any, name: str, limit: int, **options: Any) -> list[list[str]]:
+async def pages(store: Store, name: str, limit: int, **options: Any) -> list[list[str]]:
     found: list[list[str]] = []
     cursor: str | None = None
     for _ in range(1000):
@@ -33,7 +34,7 @@ async def pages(store: Any, name: str, limit: int, **options: Any) -> list[list[
     raise AssertionError("browse never ended")
 
 
-async def test_paging_visits_every_event_once_in_order(store: Any) -> None:
+async def test_paging_visits_every_event_once_in_order(store: Store) -> None:
     await store.put_topic(topic("orders"))
     await store.publish("orders", events("e", 50), T0)
     walked = await pages(store, "orders", 7)
@@ -41,7 +42,7 @@ async def test_paging_visits_every_event_once_in_order(store: Any) -> None:
     assert [event_id for page in walked for event_id in page] == [f"e{n}" for n in range(50)]
 
 
-async def test_newest_first_paging_visits_every_event_once_newest_first(store: Any) -> None:
+async def test_newest_first_paging_visits_every_event_once_newest_first(store: Store) -> None:
     await store.put_topic(topic("orders"))
     await store.publish("orders", events("e", 20), T0)
     walked = await pages(store, "orders", 6, newest_first=True)
@@ -51,7 +52,7 @@ async def test_newest_first_paging_visits_every_event_once_newest_first(store: A
 
 
 async def test_a_full_page_links_to_the_next_and_the_last_page_ends_the_walk(
-    store: Any,
+    store: Store,
 ) -> None:
     await store.put_topic(topic("orders"))
     await store.publish("orders", events("e", 5), T0)
@@ -62,14 +63,14 @@ async def test_a_full_page_links_to_the_next_and_the_last_page_ends_the_walk(
     assert rest.next is None
 
 
-async def test_an_empty_topic_is_one_empty_page(store: Any) -> None:
+async def test_an_empty_topic_is_one_empty_page(store: Store) -> None:
     await store.put_topic(topic("orders"))
     page = await store.browse("orders", None, 10)
     assert (page.events, page.next) == ([], None)
 
 
 async def test_events_published_between_pages_come_later_without_repeats(
-    store: Any,
+    store: Store,
 ) -> None:
     await store.put_topic(topic("orders"))
     await store.publish("orders", events("a", 4), T0)
@@ -84,7 +85,7 @@ async def test_events_published_between_pages_come_later_without_repeats(
     assert rest == ["a3", "b0", "b1", "b2"]
 
 
-async def test_a_selection_pages_through_only_the_matching_dead_letters(store: Any) -> None:
+async def test_a_selection_pages_through_only_the_matching_dead_letters(store: Store) -> None:
     await store.put_topic(topic("dead"))
     letters = [
         event(f"d{n}", dlsubscription="s1" if n % 3 else "s2", dlreason="exhausted")
@@ -100,13 +101,13 @@ async def test_a_selection_pages_through_only_the_matching_dead_letters(store: A
     ]
 
 
-async def test_browsing_an_unknown_topic_is_not_found(store: Any) -> None:
+async def test_browsing_an_unknown_topic_is_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.browse("nowhere", None, 10)
 
 
 @pytest.mark.parametrize("cursor", ["x", "-1", "1.5", "9" * 30])
-async def test_a_cursor_no_page_gave_is_refused_as_invalid(store: Any, cursor: str) -> None:
+async def test_a_cursor_no_page_gave_is_refused_as_invalid(store: Store, cursor: str) -> None:
     """An invalid request (the API's 400), never a crash nor an arbitrary page."""
     await store.put_topic(topic("orders"))
     await store.publish("orders", [event("e1")], T0)

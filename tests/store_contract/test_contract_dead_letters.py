@@ -5,12 +5,11 @@ subscribers) are dropped and counted either way."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from gateway.policy.deadletters import DL_ATTRIBUTES
 from gateway.problems import NotFound
+from gateway.store.base import Store
 from tests.store_contract.support import (
     DAY,
     T0,
@@ -35,7 +34,7 @@ def retention_of(subscription: str) -> float | None:
     return DAY if subscription in ("s1", "s2") else None
 
 
-async def dead_lettered(store: Any, routing: Routing, count: int = 3) -> None:
+async def dead_lettered(store: Store, routing: Routing, count: int = 3) -> None:
     """`count` events on `orders` given up by s1 into `dead`, which `watcher` subscribes to."""
     routing.add("orders", "s1", dead_letter="dead")
     routing.add("dead", "watcher")
@@ -51,7 +50,7 @@ async def dead_lettered(store: Any, routing: Routing, count: int = 3) -> None:
 
 
 async def test_redrive_makes_a_dead_letter_claimable_again_by_its_subscription(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     await dead_lettered(store, routing, 1)
     result = await store.redrive("dead", Selection(), retention_of, LATER)
@@ -69,7 +68,7 @@ async def test_redrive_makes_a_dead_letter_claimable_again_by_its_subscription(
 
 
 async def test_redrive_drops_the_dead_letters_own_deliveries_and_counts_them(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     await dead_lettered(store, routing, 2)
     assert len(await pending(store, "watcher")) == 2
@@ -79,7 +78,7 @@ async def test_redrive_drops_the_dead_letters_own_deliveries_and_counts_them(
 
 
 async def test_redrive_of_selected_ids_leaves_the_other_dead_letters(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     await dead_lettered(store, routing, 3)
     result = await store.redrive("dead", Selection(ids=frozenset({"e1"})), retention_of, LATER)
@@ -88,7 +87,7 @@ async def test_redrive_of_selected_ids_leaves_the_other_dead_letters(
     assert await pending_ids(store, "s1") == ["e1"]
 
 
-async def test_redriving_twice_duplicates_nothing(store: Any, routing: Routing) -> None:
+async def test_redriving_twice_duplicates_nothing(store: Store, routing: Routing) -> None:
     await dead_lettered(store, routing, 2)
     await store.redrive("dead", Selection(), retention_of, LATER)
     second = await store.redrive("dead", Selection(), retention_of, LATER + 1)
@@ -97,7 +96,7 @@ async def test_redriving_twice_duplicates_nothing(store: Any, routing: Routing) 
 
 
 async def test_a_dead_letter_whose_subscription_is_gone_is_skipped_and_kept(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     await dead_lettered(store, routing, 2)
     result = await store.redrive("dead", Selection(), lambda name: None, LATER)
@@ -107,7 +106,7 @@ async def test_a_dead_letter_whose_subscription_is_gone_is_skipped_and_kept(
 
 
 async def test_purge_deletes_the_selected_dead_letters_and_counts_their_deliveries_dropped(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     await dead_lettered(store, routing, 3)
     result = await store.purge("dead", Selection(ids=frozenset({"e0", "e2"})))
@@ -121,7 +120,7 @@ async def test_purge_deletes_the_selected_dead_letters_and_counts_their_deliveri
 
 
 async def test_purging_everything_empties_the_dead_letter_topic(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     await dead_lettered(store, routing, 3)
     result = await store.purge("dead", Selection())
@@ -132,14 +131,14 @@ async def test_purging_everything_empties_the_dead_letter_topic(
     await assert_reconciled(store, "s1")
 
 
-async def test_redrive_and_purge_of_an_unknown_topic_are_not_found(store: Any) -> None:
+async def test_redrive_and_purge_of_an_unknown_topic_are_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         await store.redrive("nowhere", Selection(), retention_of, LATER)
     with pytest.raises(NotFound):
         await store.purge("nowhere", Selection())
 
 
-async def test_purge_by_reason_leaves_other_reasons(store: Any, routing: Routing) -> None:
+async def test_purge_by_reason_leaves_other_reasons(store: Store, routing: Routing) -> None:
     await store.put_topic(topic("dead"))
     letters = [event("p", dlreason="permanent"), event("x", dlreason="exhausted")]
     await store.publish("dead", letters, T0)

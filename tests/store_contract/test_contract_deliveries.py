@@ -7,6 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from gateway.policy.deadletters import DL_ATTRIBUTES
+from gateway.policy.outcomes import Decision
+from gateway.store.base import Store
 from tests.store_contract.support import (
     DAY,
     T0,
@@ -30,7 +32,7 @@ from tests.store_contract.support import (
 NONE: frozenset[int] = frozenset()
 
 
-async def published(store: Any, routing: Routing, count: int = 1, **route: Any) -> list[Any]:
+async def published(store: Store, routing: Routing, count: int = 1, **route: Any) -> list[Any]:
     """`count` events on `orders`, routed to s1; returns s1's deliveries, earliest first."""
     routing.add("orders", "s1", **route)
     await store.put_topic(topic("orders"))
@@ -39,7 +41,7 @@ async def published(store: Any, routing: Routing, count: int = 1, **route: Any) 
 
 
 async def test_each_new_event_fans_out_to_every_routed_subscription(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     routing.add("orders", "s1")
     routing.add("orders", "s2")
@@ -53,7 +55,9 @@ async def test_each_new_event_fans_out_to_every_routed_subscription(
     assert (await store.counters("s1"))["published"] == 2
 
 
-async def test_fanout_sends_an_event_only_where_routing_says(store: Any, routing: Routing) -> None:
+async def test_fanout_sends_an_event_only_where_routing_says(
+    store: Store, routing: Routing
+) -> None:
     routing.add("orders", "s1", where=lambda attributes: attributes.get("region") == "eu")
     await store.put_topic(topic("orders"))
     result = await store.publish("orders", [event("eu1", region="eu"), event("us1")], T0)
@@ -62,7 +66,7 @@ async def test_fanout_sends_an_event_only_where_routing_says(store: Any, routing
     assert (await store.counters("s1"))["published"] == 1
 
 
-async def test_a_duplicate_fans_out_nothing(store: Any, routing: Routing) -> None:
+async def test_a_duplicate_fans_out_nothing(store: Store, routing: Routing) -> None:
     await published(store, routing)
     result = await store.publish("orders", [event("e0")], T0 + 1)
     assert result.subscriptions == frozenset()
@@ -71,7 +75,7 @@ async def test_a_duplicate_fans_out_nothing(store: Any, routing: Routing) -> Non
 
 
 async def test_a_delayed_subscription_is_not_claimable_before_its_delay(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     routing.add("orders", "s1", delay=30.0)
     await store.put_topic(topic("orders"))
@@ -82,14 +86,16 @@ async def test_a_delayed_subscription_is_not_claimable_before_its_delay(
     assert await store.next_due("s1", T0) == T0 + 30
 
 
-async def test_a_claim_returns_the_event_with_no_attempts_yet(store: Any, routing: Routing) -> None:
+async def test_a_claim_returns_the_event_with_no_attempts_yet(
+    store: Store, routing: Routing
+) -> None:
     [delivery] = await published(store, routing)
     assert (delivery.subscription, delivery.attempts, delivery.due) == ("s1", 0, T0)
     assert document(delivery.payload)["id"] == "e0"
     assert delivery.payload == (await store.browse("orders", None, 1)).events[0].payload
 
 
-async def test_claim_returns_the_earliest_due_first(store: Any, routing: Routing) -> None:
+async def test_claim_returns_the_earliest_due_first(store: Store, routing: Routing) -> None:
     routing.add("orders", "s1")
     await store.put_topic(topic("orders"))
     for at in (T0 + 20, T0 + 10, T0 + 30):  # published out of due order
@@ -100,20 +106,20 @@ async def test_claim_returns_the_earliest_due_first(store: Any, routing: Routing
     assert len(await store.claim("s1", T0 + 20, 10, NONE)) == 2  # only what is due by then
 
 
-async def test_claim_leaves_out_the_deliveries_in_skip(store: Any, routing: Routing) -> None:
+async def test_claim_leaves_out_the_deliveries_in_skip(store: Store, routing: Routing) -> None:
     first, second, third = await published(store, routing, 3)
     claimed = await store.claim("s1", T0, 10, {first.seq, third.seq})
     assert [d.seq for d in claimed] == [second.seq]
 
 
-async def test_claim_returns_at_most_limit_deliveries(store: Any, routing: Routing) -> None:
+async def test_claim_returns_at_most_limit_deliveries(store: Store, routing: Routing) -> None:
     every = await published(store, routing, 5)
     claimed = await store.claim("s1", T0, 2, NONE)
     assert [d.seq for d in claimed] == [d.seq for d in every[:2]]
 
 
 async def test_next_due_is_the_earliest_due_time_after_the_one_given(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     routing.add("orders", "s1")
     await store.put_topic(topic("orders"))
@@ -125,7 +131,7 @@ async def test_next_due_is_the_earliest_due_time_after_the_one_given(
     assert await store.next_due("s1", T0 + 50) is None
 
 
-async def test_an_ack_ends_the_delivery_and_is_counted(store: Any, routing: Routing) -> None:
+async def test_an_ack_ends_the_delivery_and_is_counted(store: Store, routing: Routing) -> None:
     first, second = await published(store, routing, 2)
     assert await store.settle([settlement(first, Ack())], T0 + 1) == set()
     assert [d.seq for d in await pending(store, "s1")] == [second.seq]
@@ -133,7 +139,7 @@ async def test_an_ack_ends_the_delivery_and_is_counted(store: Any, routing: Rout
     assert (counts["acked"], counts["pending"]) == (1, 1)
 
 
-async def test_acking_twice_counts_once(store: Any, routing: Routing) -> None:
+async def test_acking_twice_counts_once(store: Store, routing: Routing) -> None:
     [delivery] = await published(store, routing)
     await store.settle([settlement(delivery, Ack())], T0 + 1)
     await store.settle([settlement(delivery, Ack())], T0 + 2)
@@ -142,7 +148,7 @@ async def test_acking_twice_counts_once(store: Any, routing: Routing) -> None:
 
 
 async def test_a_retry_moves_the_due_time_and_keeps_the_attempts(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     [delivery] = await published(store, routing)
     failure = Failure("503", None, b"busy")
@@ -160,7 +166,7 @@ async def test_a_retry_moves_the_due_time_and_keeps_the_attempts(
 
 
 async def test_a_dead_letter_is_appended_to_the_dead_letter_topic_with_dl_attributes(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     await store.put_topic(topic("dead"))
     [delivery] = await published(store, routing, dead_letter="dead")
@@ -186,7 +192,7 @@ async def test_a_dead_letter_is_appended_to_the_dead_letter_topic_with_dl_attrib
 
 
 async def test_a_dead_letter_fans_out_to_the_dead_letter_topics_subscriptions(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     routing.add("dead", "watcher")
     await store.put_topic(topic("dead"))
@@ -201,7 +207,7 @@ async def test_a_dead_letter_fans_out_to_the_dead_letter_topics_subscriptions(
 
 
 async def test_a_dead_letter_without_a_dead_letter_topic_is_dropped_and_counted(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     [delivery] = await published(store, routing)
     await store.settle([settlement(delivery, DeadLetter("permanent"))], T0 + 1)
@@ -210,7 +216,7 @@ async def test_a_dead_letter_without_a_dead_letter_topic_is_dropped_and_counted(
 
 
 async def test_a_dead_letter_is_made_once_even_if_settled_twice(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     await store.put_topic(topic("dead"))
     [delivery] = await published(store, routing, dead_letter="dead")
@@ -221,10 +227,10 @@ async def test_a_dead_letter_is_made_once_even_if_settled_twice(
     assert (await assert_reconciled(store, "s1"))["deadlettered"] == 1
 
 
-async def test_counters_reconcile_after_a_mix_of_outcomes(store: Any, routing: Routing) -> None:
+async def test_counters_reconcile_after_a_mix_of_outcomes(store: Store, routing: Routing) -> None:
     await store.put_topic(topic("dead"))
     deliveries = await published(store, routing, 6, dead_letter="dead")
-    decisions = [Ack(), Ack(), RetryAt(T0 + 60, "503"), DeadLetter("permanent")]
+    decisions: list[Decision] = [Ack(), Ack(), RetryAt(T0 + 60, "503"), DeadLetter("permanent")]
     settled = [
         settlement(d, decision, dead_letter="dead")
         for d, decision in zip(deliveries, decisions, strict=False)
@@ -242,7 +248,7 @@ async def test_counters_reconcile_after_a_mix_of_outcomes(store: Any, routing: R
 
 
 async def test_oldest_pending_is_when_the_oldest_pending_delivery_was_created(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     routing.add("orders", "s1", delay=5.0)
     await store.put_topic(topic("orders"))
@@ -256,13 +262,14 @@ async def test_oldest_pending_is_when_the_oldest_pending_delivery_was_created(
 
 
 async def test_a_pending_delivery_can_be_looked_up_with_what_its_last_attempt_saw(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     [delivery] = await published(store, routing)
     assert delivery.expires == T0 + DAY  # the topic's retention from when it was published
     failure = Failure("503", "upstream busy", b"busy")
     await store.settle([settlement(delivery, RetryAt(T0 + 40, "503"), failure=failure)], T0 + 1)
     found = await store.delivery("s1", delivery.seq)
+    assert found is not None
     assert (found.seq, found.attempts, found.due, found.expires) == (
         delivery.seq,
         1,
@@ -277,7 +284,7 @@ async def test_a_pending_delivery_can_be_looked_up_with_what_its_last_attempt_sa
 
 
 async def test_last_outcome_shows_the_last_success_and_the_last_failure(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     first, second = await published(store, routing, 2)
     empty = await store.last_outcome("s1")

@@ -7,11 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 
 from gateway.problems import StoreFailure
+from gateway.store.base import Store
 from tests.store_contract.conftest import Faults
 from tests.store_contract.support import (
     T0,
@@ -28,12 +28,12 @@ from tests.store_contract.support import (
     topic,
 )
 
-Reopen = Callable[[], Any]
+Reopen = Callable[[], Store]
 NONE: frozenset[int] = frozenset()
 
 
 async def test_events_and_dedup_survive_reopening(
-    store: Any, routing: Routing, reopen: Reopen
+    store: Store, routing: Routing, reopen: Reopen
 ) -> None:
     """R4: the same pair before and after a restart: accepted once, one delivery."""
     routing.add("orders", "s1")
@@ -56,7 +56,7 @@ async def test_events_and_dedup_survive_reopening(
 
 
 async def test_due_deliveries_and_counters_survive_reopening(
-    store: Any, routing: Routing, reopen: Reopen
+    store: Store, routing: Routing, reopen: Reopen
 ) -> None:
     routing.add("orders", "s1")
     await store.put_topic(topic("orders"))
@@ -77,7 +77,7 @@ async def test_due_deliveries_and_counters_survive_reopening(
 
 
 async def test_topic_subscription_and_extension_rows_survive_reopening(
-    store: Any, reopen: Reopen
+    store: Store, reopen: Reopen
 ) -> None:
     await store.put_topic(topic("orders", retention=3600.0))
     await store.put_subscription("s1", b'{"name":"s1"}', lambda: None)
@@ -88,7 +88,7 @@ async def test_topic_subscription_and_extension_rows_survive_reopening(
     assert await store.extension_row("pretry", "p1") == b"{}"
 
 
-async def test_sequence_numbers_keep_growing_across_reopening(store: Any, reopen: Reopen) -> None:
+async def test_sequence_numbers_keep_growing_across_reopening(store: Store, reopen: Reopen) -> None:
     """A cursor from before a restart still pages on to events published after it."""
     await store.put_topic(topic("orders"))
     await store.publish("orders", events("a", 3), T0)
@@ -101,7 +101,7 @@ async def test_sequence_numbers_keep_growing_across_reopening(store: Any, reopen
 
 @pytest.mark.parametrize("n", range(1, 6))
 async def test_the_nth_commit_failing_raises_and_leaves_each_event_absent_or_whole(
-    store: Any, routing: Routing, faults: Faults, reopen: Reopen, n: int
+    store: Store, routing: Routing, faults: Faults, reopen: Reopen, n: int
 ) -> None:
     """R3a: eight publishes of two events each, one commit each; the n-th commit fails."""
     routing.add("orders", "s1")
@@ -131,7 +131,7 @@ async def test_the_nth_commit_failing_raises_and_leaves_each_event_absent_or_who
 
 
 async def test_a_failed_settle_commit_leaves_the_delivery_as_it_was(
-    store: Any, routing: Routing, faults: Faults, reopen: Reopen
+    store: Store, routing: Routing, faults: Faults, reopen: Reopen
 ) -> None:
     routing.add("orders", "s1")
     await store.put_topic(topic("orders"))
@@ -147,7 +147,7 @@ async def test_a_failed_settle_commit_leaves_the_delivery_as_it_was(
 
 
 async def test_a_failed_subscription_commit_stores_no_row(
-    store: Any, faults: Faults, reopen: Reopen
+    store: Store, faults: Faults, reopen: Reopen
 ) -> None:
     faults.fail_nth(1)
     with pytest.raises(StoreFailure):
@@ -157,7 +157,7 @@ async def test_a_failed_subscription_commit_stores_no_row(
     assert await store.subscription_rows() == []
 
 
-async def test_statistics_count_commits_and_used_storage(store: Any) -> None:
+async def test_statistics_count_commits_and_used_storage(store: Store) -> None:
     before = store.statistics()  # a snapshot, not awaited
     await store.put_topic(topic("orders"))
     for n in range(3):
@@ -170,7 +170,7 @@ async def test_statistics_count_commits_and_used_storage(store: Any) -> None:
     assert after.full is False
 
 
-async def test_used_storage_grows_as_events_are_stored(store: Any) -> None:
+async def test_used_storage_grows_as_events_are_stored(store: Store) -> None:
     await store.put_topic(topic("orders"))
     before = store.statistics().used_bytes
     big = [event(f"e{n}", pad="x" * 4000) for n in range(200)]
@@ -178,7 +178,7 @@ async def test_used_storage_grows_as_events_are_stored(store: Any) -> None:
     assert store.statistics().used_bytes > before
 
 
-async def test_maintenance_runs_beside_the_store_and_stops_when_cancelled(store: Any) -> None:
+async def test_maintenance_runs_beside_the_store_and_stops_when_cancelled(store: Store) -> None:
     await store.put_topic(topic("orders"))
     task = asyncio.create_task(store.maintain())
     await asyncio.sleep(0)

@@ -4,8 +4,7 @@ the subscription has no dead-letter topic. Nothing disappears uncounted."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from gateway.store.base import Store
 from tests.store_contract.support import (
     DAY,
     T0,
@@ -25,7 +24,7 @@ from tests.store_contract.support import (
 )
 
 
-async def backlog(store: Any, routing: Routing, dead_letter: str | None) -> None:
+async def backlog(store: Store, routing: Routing, dead_letter: str | None) -> None:
     """`old` at T0 and `new` 12 h later on `orders` (retention 1 day), both pending for s1."""
     routing.add("orders", "s1", dead_letter=dead_letter)
     await store.put_topic(topic("orders", retention=DAY))
@@ -36,7 +35,7 @@ async def backlog(store: Any, routing: Routing, dead_letter: str | None) -> None
 
 
 async def test_a_sweep_dead_letters_pending_deliveries_whose_retention_ended(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     await backlog(store, routing, dead_letter="dead")
     [old, _] = await pending(store, "s1")
@@ -56,7 +55,7 @@ async def test_a_sweep_dead_letters_pending_deliveries_whose_retention_ended(
 
 
 async def test_a_sweep_drops_and_counts_pending_deliveries_with_no_dead_letter_topic(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     await backlog(store, routing, dead_letter=None)
     await store.sweep(T0 + DAY * 2, WALL)
@@ -65,7 +64,7 @@ async def test_a_sweep_drops_and_counts_pending_deliveries_with_no_dead_letter_t
     assert (counts["dropped"], counts["dropped.expired"], counts["pending"]) == (2, 2, 0)
 
 
-async def test_a_sweep_keeps_events_within_their_retention(store: Any, routing: Routing) -> None:
+async def test_a_sweep_keeps_events_within_their_retention(store: Store, routing: Routing) -> None:
     await backlog(store, routing, dead_letter=None)
     result = await store.sweep(T0 + DAY - 1, WALL)
     assert result.expired_events == 0
@@ -73,7 +72,7 @@ async def test_a_sweep_keeps_events_within_their_retention(store: Any, routing: 
     assert (await assert_reconciled(store, "s1"))["pending"] == 2
 
 
-async def test_a_sweep_leaves_settled_deliveries_settled(store: Any, routing: Routing) -> None:
+async def test_a_sweep_leaves_settled_deliveries_settled(store: Store, routing: Routing) -> None:
     """An event delivered before its retention ended goes without a dead letter or a drop."""
     await backlog(store, routing, dead_letter="dead")
     [old, new] = await pending(store, "s1")
@@ -85,7 +84,7 @@ async def test_a_sweep_leaves_settled_deliveries_settled(store: Any, routing: Ro
     assert (counts["acked"], counts["deadlettered"], counts["dropped"]) == (2, 0, 0)
 
 
-async def test_reconciled_at_every_step_of_a_day_and_a_half(store: Any, routing: Routing) -> None:
+async def test_reconciled_at_every_step_of_a_day_and_a_half(store: Store, routing: Routing) -> None:
     """Events published hour by hour, never delivered: each sweep moves exactly the expired
     ones into dropped, and the counters add up at every step."""
     routing.add("orders", "s1")

@@ -6,11 +6,11 @@ pending deliveries and counters with it."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from gateway.problems import NotFound
+from gateway.store.base import Store
 from tests.store_contract.support import (
     DAY,
     T0,
@@ -41,7 +41,7 @@ class Applied:
             self.routing.remove("s1")
 
 
-async def test_put_topic_creates_then_replaces(store: Any) -> None:
+async def test_put_topic_creates_then_replaces(store: Store) -> None:
     assert await store.put_topic(topic("orders", retention=DAY)) is True
     assert await store.put_topic(topic("orders", retention=2 * DAY)) is False
     await store.put_topic(topic("audit"))
@@ -49,7 +49,7 @@ async def test_put_topic_creates_then_replaces(store: Any) -> None:
     assert stored == {"orders": 2 * DAY, "audit": DAY}
 
 
-async def test_event_count_follows_what_the_topic_holds(store: Any) -> None:
+async def test_event_count_follows_what_the_topic_holds(store: Store) -> None:
     await store.put_topic(topic("orders"))
     assert await store.event_count("orders") == 0
     await store.publish("orders", events("e", 3), T0)
@@ -59,7 +59,7 @@ async def test_event_count_follows_what_the_topic_holds(store: Any) -> None:
     assert await store.event_count("orders") == 0
 
 
-async def test_delete_topic_removes_the_topic_and_its_events(store: Any) -> None:
+async def test_delete_topic_removes_the_topic_and_its_events(store: Store) -> None:
     await store.put_topic(topic("orders"))
     await store.put_topic(topic("audit"))
     await store.publish("orders", events("e", 3), T0)
@@ -74,7 +74,7 @@ async def test_delete_topic_removes_the_topic_and_its_events(store: Any) -> None
 
 
 async def test_a_delivery_whose_topic_was_deleted_has_no_payload_and_can_be_settled(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     routing.add("orders", "s1")
     await store.put_topic(topic("orders"))
@@ -87,7 +87,7 @@ async def test_a_delivery_whose_topic_was_deleted_has_no_payload_and_can_be_sett
 
 
 async def test_subscription_rows_are_created_replaced_and_listed(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     applied = Applied(routing, add=True)
     assert await store.put_subscription("s1", SPEC, applied) is True
@@ -100,7 +100,7 @@ async def test_subscription_rows_are_created_replaced_and_listed(
 
 
 async def test_a_publish_after_put_subscription_fans_out_to_it(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     await store.put_topic(topic("orders"))
     await store.publish("orders", [event("before")], T0)
@@ -111,21 +111,27 @@ async def test_a_publish_after_put_subscription_fans_out_to_it(
 
 
 async def test_publishes_racing_a_subscription_change_see_it_whole_or_not_at_all(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     """The ordering guarantee: each publish fanned out to s1 exactly when its result says so,
     and the counters agree with the deliveries."""
     await store.put_topic(topic("orders"))
-    publishes = [store.publish("orders", [event(f"r{n}")], T0) for n in range(20)]
-    change = store.put_subscription("s1", SPEC, Applied(routing, add=True))
-    *results, _ = await asyncio.gather(*publishes, change)
+    before = [
+        asyncio.ensure_future(store.publish("orders", [event(f"r{n}")], T0)) for n in range(10)
+    ]
+    change = asyncio.ensure_future(store.put_subscription("s1", SPEC, Applied(routing, add=True)))
+    after = [
+        asyncio.ensure_future(store.publish("orders", [event(f"r{n}")], T0)) for n in range(10, 20)
+    ]
+    results = await asyncio.gather(*before, *after)
+    assert await change is True
     routed = {f"r{n}" for n, result in enumerate(results) if "s1" in result.subscriptions}
     assert set(await pending_ids(store, "s1")) == routed
     assert (await store.counters("s1"))["published"] == len(routed)
 
 
 async def test_delete_subscription_takes_its_deliveries_and_counters_with_it(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     await store.put_topic(topic("orders"))
     await store.put_subscription("s1", SPEC, Applied(routing, add=True))
@@ -146,7 +152,7 @@ async def test_delete_subscription_takes_its_deliveries_and_counters_with_it(
 
 
 async def test_a_subscription_created_again_under_a_deleted_name_starts_afresh(
-    store: Any, routing: Routing
+    store: Store, routing: Routing
 ) -> None:
     await store.put_topic(topic("orders"))
     await store.put_subscription("s1", SPEC, Applied(routing, add=True))
@@ -158,7 +164,7 @@ async def test_a_subscription_created_again_under_a_deleted_name_starts_afresh(
     assert (await store.counters("s1"))["published"] == 1
 
 
-async def test_extension_rows_are_stored_replaced_and_deleted(store: Any) -> None:
+async def test_extension_rows_are_stored_replaced_and_deleted(store: Store) -> None:
     assert await store.extension_row("pretry", "p1") is None
     await store.put_extension_row("pretry", "p1", b'{"v":1}')
     await store.put_extension_row("pretry", "p1", b'{"v":2}')
@@ -168,7 +174,7 @@ async def test_extension_rows_are_stored_replaced_and_deleted(store: Any) -> Non
     await store.delete_extension_row("pretry", "p1")  # deleting what is gone is no error
 
 
-async def test_extension_rows_under_other_keys_are_apart(store: Any) -> None:
+async def test_extension_rows_under_other_keys_are_apart(store: Store) -> None:
     await store.put_extension_row("pretry", "a", b"1")
     await store.put_extension_row("pretry", "ab", b"2")
     await store.put_extension_row("pretry", "a/b", b"3")
