@@ -62,6 +62,7 @@ async def test_redrive_makes_a_dead_letter_claimable_again_by_its_subscription(
     assert redriven == original  # the event itself: same id and source, no dl* attributes
     assert not set(redriven) & set(DL_ATTRIBUTES)
     assert again.attempts == 0
+    assert again.expires == LATER + DAY  # the subscription's retention, from the redrive
     assert await stored_ids(store, "dead") == []
     counts = await assert_reconciled(store, "s1")
     assert (counts["published"], counts["deadlettered"], counts["pending"]) == (2, 1, 1)

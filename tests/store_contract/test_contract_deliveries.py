@@ -297,3 +297,12 @@ async def test_last_outcome_shows_the_last_success_and_the_last_failure(
     await store.settle([settlement(second, Ack(), wall=WALL + 2)], T0 + 2)
     both = await store.last_outcome("s1")
     assert (both.success_time, both.failure_time, both.status) == (WALL + 2, WALL + 1, "503")
+
+
+async def test_a_dead_letter_to_a_topic_that_does_not_exist_is_dropped_and_counted(
+    store: Store, routing: Routing
+) -> None:
+    [delivery] = await published(store, routing, dead_letter="gone")
+    await store.settle([settlement(delivery, DeadLetter("exhausted"), dead_letter="gone")], T0 + 1)
+    counts = await assert_reconciled(store, "s1")
+    assert (counts["dropped"], counts["deadlettered"], counts["pending"]) == (1, 0, 0)

@@ -15,6 +15,7 @@ from tests.store_contract.support import (
     DAY,
     T0,
     Ack,
+    RetryAt,
     Routing,
     event,
     events,
@@ -149,6 +150,22 @@ async def test_delete_subscription_takes_its_deliveries_and_counters_with_it(
     assert await store.subscription_rows() == []
     assert (await store.last_outcome("s1")).success_time is None
     assert (await store.publish("orders", [event("late")], T0 + 2)).subscriptions == frozenset()
+
+
+async def test_an_outcome_settled_after_its_subscription_was_deleted_changes_nothing(
+    store: Store, routing: Routing
+) -> None:
+    """An attempt in flight when the subscription went: its ack or retry resurrects nothing."""
+    await store.put_topic(topic("orders"))
+    await store.put_subscription("s1", SPEC, Applied(routing, add=True))
+    await store.publish("orders", events("e", 2), T0)
+    first, second = await pending(store, "s1")
+    await store.delete_subscription("s1", Applied(routing, add=False))
+    await store.settle([settlement(first, Ack())], T0 + 1)
+    await store.settle([settlement(second, RetryAt(T0 + 60, "503"))], T0 + 1)
+    assert await pending(store, "s1") == []
+    counters = await store.counters("s1")
+    assert all(value == 0 for value in counters.values()), counters
 
 
 async def test_a_subscription_created_again_under_a_deleted_name_starts_afresh(
