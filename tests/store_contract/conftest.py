@@ -21,6 +21,8 @@ from gateway.store.open import open_store
 from tests.conftest import make_settings
 from tests.store_contract.support import Routing
 
+OnCommit = Callable[[int, float], None]  # (operations, seconds) after each commit
+
 
 @dataclass
 class Faults:
@@ -45,12 +47,12 @@ class Faults:
 @dataclass
 class Backend:
     name: str
-    open: Callable[[Path, Routing], Store]
+    open: Callable[[Path, Routing, OnCommit], Store]
     inject: Callable[[pytest.MonkeyPatch, Faults], None]  # before the store opens
 
 
-def open_lmdb(path: Path, routing: Routing) -> Store:
-    return open_store(make_settings(path), routing)
+def open_lmdb(path: Path, routing: Routing, on_commit: OnCommit) -> Store:
+    return open_store(make_settings(path), routing, on_commit)
 
 
 def inject_lmdb(monkeypatch: pytest.MonkeyPatch, faults: Faults) -> None:
@@ -77,14 +79,18 @@ class Opened:
     path: Path
     routing: Routing
     stores: list[Store] = field(default_factory=list)
+    commits_seen: list[tuple[int, float]] = field(default_factory=list)  # by on_commit
 
     @property
     def store(self) -> Store:
         return self.stores[-1]
 
     def open(self) -> Store:
-        self.stores.append(self.backend.open(self.path, self.routing))
+        self.stores.append(self.backend.open(self.path, self.routing, self.heard))
         return self.store
+
+    def heard(self, operations: int, seconds: float) -> None:
+        self.commits_seen.append((operations, seconds))
 
     def reopen(self) -> Store:
         self.store.close()

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.problems import StoreFailure
 from gateway.store.base import Store
-from tests.store_contract.conftest import Faults
+from tests.store_contract.conftest import Faults, Opened
 from tests.store_contract.support import (
     T0,
     Ack,
@@ -187,3 +187,14 @@ async def test_maintenance_runs_beside_the_store_and_stops_when_cancelled(store:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     assert await stored_ids(store, "orders") == ["e0", "e1", "e2"]
+
+
+async def test_on_commit_hears_of_each_commit_with_its_operations(
+    store: Store, opened: Opened
+) -> None:
+    """What the commit metrics count: `on_commit(operations, seconds)` after each commit."""
+    await store.put_topic(topic("orders"))
+    await store.publish("orders", events("e", 3), T0)
+    seen = list(opened.commits_seen)
+    assert sum(operations for operations, _ in seen) >= 2  # the topic row and the publish
+    assert all(operations >= 1 and seconds >= 0 for operations, seconds in seen)
