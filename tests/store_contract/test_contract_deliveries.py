@@ -4,6 +4,7 @@ published = acked + deadlettered + dropped + pending (RELIABILITY R7, R8)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from gateway.policy.deadletters import DL_ATTRIBUTES
@@ -134,6 +135,19 @@ async def test_next_due_is_the_earliest_due_time_after_the_one_given(
 async def test_an_ack_ends_the_delivery_and_is_counted(store: Store, routing: Routing) -> None:
     first, second = await published(store, routing, 2)
     assert await store.settle([settlement(first, Ack())], T0 + 1) == set()
+    assert [d.seq for d in await pending(store, "s1")] == [second.seq]
+    counts = await assert_reconciled(store, "s1")
+    assert (counts["acked"], counts["pending"]) == (1, 1)
+
+
+async def test_an_ack_that_does_not_say_when_it_was_due_is_the_same_ack(
+    store: Store, routing: Routing
+) -> None:
+    """`Settlement.due` only lets a store skip a read (LMDB's ack writer); without it the
+    outcome is the same."""
+    first, second = await published(store, routing, 2)
+    bare = dataclasses.replace(settlement(first, Ack()), due=None)
+    await store.settle([bare], T0 + 1)
     assert [d.seq for d in await pending(store, "s1")] == [second.seq]
     counts = await assert_reconciled(store, "s1")
     assert (counts["acked"], counts["pending"]) == (1, 1)
