@@ -198,7 +198,7 @@ def _start_background(gateway: Gateway, sources: Sources) -> None:
     """The store-full readiness check, metrics over `sources`, the loop-lag probe, the
     retention sweep and the store's upkeep (LMDB: trimming its mapped memory)."""
     store, engine = sources.store, sources.engine
-    gateway.readiness.checks.append(lambda: health.STORE_FULL if store.statistics().full else None)
+    gateway.readiness.checks.append(lambda: health.STORE_FULL if store.full else None)
     gateway.metrics.watch(sources)
     gateway.tasks.append(asyncio.create_task(measure_loop_lag(gateway.metrics)))
     gateway.tasks.append(

@@ -179,6 +179,12 @@ class Store(Protocol):
         """A snapshot; never waits."""
         ...
 
+    @property
+    def full(self) -> bool:
+        """Writes are refused for want of space (as `statistics().full`, but cheap enough for
+        readiness, which is asked on every publish)."""
+        ...
+
     async def maintain(self) -> None:
         """What the store needs done while it is open, run by the app as a task until
         cancelled (LMDB: trims the mapped memory); may return at once."""
