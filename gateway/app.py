@@ -40,23 +40,14 @@ from gateway.problems import (
     problem_response,
 )
 from gateway.resources.declarative import ApplyResult, apply_config, reload_config
-from gateway.resources.subscriptions import SubscriptionRegistry, egress_policy
+from gateway.resources.subscriptions import RoutingTable, SubscriptionRegistry, egress_policy
 from gateway.resources.topics import TopicRegistry
-from gateway.store.lmdb import mapped
-from gateway.store.lmdb.store import LmdbStore
+from gateway.store.base import Routing, Store
+from gateway.store.open import open_store as open_configured_store
 
 log = logging.getLogger("gateway")
-StoreOpener = Callable[[Settings], LmdbStore]
-
-
-def open_lmdb(settings: Settings) -> LmdbStore:
-    server = settings.server
-    return LmdbStore(
-        server.data_dir,
-        map_size=server.map_size,
-        max_map_size=server.max_map_size,
-        fsync=server.fsync,
-    )
+# (settings, routing, on_commit) -> the store; `gateway.store.open.open_store` by default.
+StoreOpener = Callable[[Settings, Routing, Callable[[int, float], None]], Store]
 
 
 @dataclass
@@ -69,7 +60,8 @@ class Gateway:
     rng: random.Random = field(default_factory=random.Random)
     metrics: Metrics = field(default_factory=Metrics)
     sink: Sinks = field(default_factory=Sinks)
-    store: LmdbStore | None = None
+    routing: RoutingTable = field(default_factory=RoutingTable)  # given to the store at open
+    store: Store | None = None
     topics: TopicRegistry | None = None
     subscriptions: SubscriptionRegistry | None = None
     engine: Engine | None = None
@@ -88,13 +80,18 @@ def create_app(
     settings: Settings,
     *,
     clock: Clock | None = None,
-    open_store: StoreOpener = open_lmdb,
+    open_store: StoreOpener = open_configured_store,
     rng: random.Random | None = None,
     resolver: AbstractResolver | None = None,
+    routing: RoutingTable | None = None,
+    metrics: Metrics | None = None,
 ) -> Starlette:
     """The gateway as an ASGI app. `clock`, `rng` and `resolver` (DNS for pushes) are the
-    seams tests inject."""
+    seams tests inject; `routing` and `metrics` are those a store opened beforehand (the CLI
+    does) was given."""
     gateway = Gateway(settings=settings, clock=clock or SystemClock(), rng=rng or random.Random())
+    gateway.routing = routing or gateway.routing
+    gateway.metrics = metrics or gateway.metrics
     gateway.sink = Sinks(egress_policy(settings), resolver)
     now = SteadyTime(gateway.clock)
     app = Starlette(
@@ -128,11 +125,12 @@ def create_app(
 async def _lifespan(
     gateway: Gateway, open_store: StoreOpener, now: SteadyTime, app: Starlette
 ) -> AsyncIterator[None]:
-    store = await asyncio.to_thread(open_store, gateway.settings)
+    store = await asyncio.to_thread(
+        open_store, gateway.settings, gateway.routing, gateway.metrics.observe_commit
+    )
     gateway.store = store
     try:
         topics, subscriptions = await _apply_config(gateway, store)
-        store.on_commit = gateway.metrics.observe_commit
         engine = await _start_engine(gateway, store, subscriptions, now)
         served = _build_apis(gateway, store, topics, subscriptions, engine, now)
         gateway.operations.extend(served)
@@ -153,7 +151,7 @@ async def _lifespan(
 
 
 async def _start_engine(
-    gateway: Gateway, store: LmdbStore, subscriptions: SubscriptionRegistry, now: SteadyTime
+    gateway: Gateway, store: Store, subscriptions: SubscriptionRegistry, now: SteadyTime
 ) -> Engine:
     """Start the push lanes and keep them in step with subscription changes."""
     engine = Engine(
@@ -167,7 +165,7 @@ async def _start_engine(
 
 def _build_apis(
     gateway: Gateway,
-    store: LmdbStore,
+    store: Store,
     topics: TopicRegistry,
     subscriptions: SubscriptionRegistry,
     engine: Engine,
@@ -199,7 +197,7 @@ def _build_apis(
 
 def _start_background(gateway: Gateway, sources: Sources, engine: Engine) -> None:
     """The store-full readiness check, metrics over `sources`, the loop-lag probe, the
-    retention sweep and the trimming of the store's mapped memory."""
+    retention sweep and the store's upkeep (LMDB: trimming its mapped memory)."""
     store, metrics = sources.store, gateway.metrics
     gateway.readiness.checks.append(lambda: health.STORE_FULL if store.full else None)
     metrics.watch(GatewayCollector(sources, lambda: metrics.loop_lag))
@@ -207,22 +205,20 @@ def _start_background(gateway: Gateway, sources: Sources, engine: Engine) -> Non
     gateway.tasks.append(
         asyncio.create_task(run_retention(store, sources.now, gateway.clock, engine.wake))
     )
-    gateway.tasks.append(asyncio.create_task(mapped.trim_periodically(store.release_mapped_pages)))
+    gateway.tasks.append(asyncio.create_task(store.maintain()))
 
 
 async def _apply_config(
-    gateway: Gateway, store: LmdbStore
+    gateway: Gateway, store: Store
 ) -> tuple[TopicRegistry, SubscriptionRegistry]:
-    """Load what the store holds, apply the file, and route fan-out through the result."""
+    """Load what the store holds and apply the file; the registry fills `gateway.routing`,
+    the store's routing since it was opened."""
     topics = TopicRegistry(store)
-    registry = SubscriptionRegistry(store, topics.exists, egress_policy(gateway.settings))
-    registry.load()
+    await topics.load()
+    egress = egress_policy(gateway.settings)
+    registry = SubscriptionRegistry(store, gateway.routing, topics.exists, egress)
+    await registry.load()
     await apply_config(gateway.settings, topics, registry)
-    store.fanout = registry.fanout
-    store.deliveries.subscriptions_of = lambda topic: [
-        (subscription.name, subscription.dead_letter_topic)
-        for subscription in registry.on_topic(topic)
-    ]
     gateway.topics, gateway.subscriptions = topics, registry
     return topics, registry
 

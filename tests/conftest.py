@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import random
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,28 @@ from aiohttp.abc import AbstractResolver
 from hypercorn.asyncio import serve
 from starlette.applications import Starlette
 
-from gateway.app import Gateway, create_app, open_lmdb
+from gateway.app import Gateway, StoreOpener, create_app
 from gateway.clock import Clock, ManualClock
 from gateway.config.settings import Settings, parse_config
 from gateway.server import hypercorn_config
 from gateway.store.lmdb.store import LmdbStore
+from gateway.store.open import open_store as open_configured_store
 from tests.sqs_server import SqsServer, run_sqs_server
+
+
+class FixedRouting:
+    """Routing for an LMDB store opened by a test: every event of every topic fans out to
+    the given (subscription, delay) pairs."""
+
+    def __init__(self, *fanout: tuple[str, float]) -> None:
+        self._fanout = list(fanout)
+
+    def fanout(self, topic: str, attributes: Any) -> list[tuple[str, float]]:
+        return self._fanout
+
+    def subscriptions_of(self, topic: str) -> list[tuple[str, str | None]]:
+        return []
+
 
 BINARY_HEADERS = {
     "ce-specversion": "1.0",
@@ -81,7 +97,7 @@ async def run_gateway(
     settings: Settings,
     *,
     clock: Clock | None = None,
-    open_store: Callable[[Settings], LmdbStore] = open_lmdb,
+    open_store: StoreOpener = open_configured_store,
     rng: random.Random | None = None,
     resolver: AbstractResolver | None = None,
 ) -> AsyncIterator[RunningGateway]:

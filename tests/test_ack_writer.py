@@ -21,9 +21,17 @@ from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
 from gateway.policy.outcomes import Ack
 from gateway.store.lmdb.ack_writer import FRAME, AckWriterUnavailable
-from gateway.store.lmdb.deliveries import Settlement
 from gateway.store.lmdb.store import LmdbStore
-from tests.conftest import LOOPBACK_EGRESS, make_settings, run_gateway, settle, status, subscription
+from gateway.store.records import Settlement
+from tests.conftest import (
+    LOOPBACK_EGRESS,
+    FixedRouting,
+    make_settings,
+    run_gateway,
+    settle,
+    status,
+    subscription,
+)
 from tests.gateway_process import GatewayProcess, running
 from tests.subscriber import run_subscriber
 
@@ -45,7 +53,7 @@ async def pending_store(
     """A store whose topic `orders` fans out to subscription `s1`, with `events` pending."""
     store = LmdbStore(tmp_path / "data", **store_options)
     try:
-        store.fanout = lambda topic, attributes: [("s1", 0.0)]  # no delay
+        store.routing = FixedRouting(("s1", 0.0))  # no delay
         await store.put_topic(TopicSettings("orders", 86_400.0))
         await publish(store, range(events))
         yield store
@@ -63,7 +71,7 @@ async def publish(store: LmdbStore, numbers: range) -> None:
 
 def acks_for_due(store: LmdbStore, limit: int) -> list[Settlement]:
     return [
-        Settlement("s1", delivery.seq, Ack(), 1, None, due=delivery.state.due)
+        Settlement("s1", delivery.seq, Ack(), 1, None, due=delivery.due)
         for delivery in store.deliveries.due("s1", NOW + 1, limit, ())
     ]
 
@@ -72,7 +80,7 @@ async def test_plain_acks_are_committed_by_the_ack_writer_process(tmp_path: Path
     async with pending_store(tmp_path, 50) as store:
         thread_commits = store.commits
         for _ in range(5):
-            assert await store.record(acks_for_due(store, 10), NOW) == set()
+            assert await store.settle(acks_for_due(store, 10), NOW) == set()
         writer = store.ack_writer
         assert writer.pid is not None and writer.pid != os.getpid() and running(writer.pid)
         assert writer.operations == 5 and 1 <= writer.commits <= 5
@@ -87,8 +95,8 @@ async def test_an_ack_recorded_twice_is_counted_once(tmp_path: Path) -> None:
     """The fallback may re-record acks the child did commit: nothing changes the second time."""
     async with pending_store(tmp_path, 3) as store:
         acks = acks_for_due(store, 3)
-        await store.record(acks, NOW)
-        await store.record(acks, NOW)  # through the child again
+        await store.settle(acks, NOW)
+        await store.settle(acks, NOW)  # through the child again
         await store.write(lambda txn: store.deliveries.settle_all(txn, acks, NOW))  # the thread
         assert store.deliveries.counters("s1")["acked"] == 3
 
@@ -98,13 +106,13 @@ async def test_an_old_ack_leaves_a_delivery_created_again_under_its_key(tmp_path
     due time; an ack of the earlier delivery applied again (the fallback) must not settle it."""
     async with pending_store(tmp_path, 1) as store:
         [ack] = acks_for_due(store, 1)
-        await store.record([ack], NOW)
+        await store.settle([ack], NOW)
         await store.write(
             lambda txn: store.deliveries.enqueue(
                 txn, "s1", "orders", ack.seq, NOW + 5, NOW + 100, counted=False
             )
         )
-        await store.record([ack], NOW)
+        await store.settle([ack], NOW)
         assert store.deliveries.pending("s1") == 1
         assert store.deliveries.counters("s1")["acked"] == 1
 
@@ -117,7 +125,7 @@ async def test_a_batch_the_child_cannot_commit_is_refused_and_the_child_goes_on(
         with pytest.raises(AckWriterUnavailable):
             await writer.record([("s1", "not-a-seq", NOW)], {})  # type: ignore[list-item]
         assert writer.commits == 0
-        await store.record(acks_for_due(store, 2), NOW)
+        await store.settle(acks_for_due(store, 2), NOW)
         assert writer.commits == 1
         assert store.deliveries.counters("s1")["acked"] == 2
 
@@ -126,13 +134,13 @@ async def test_acks_go_through_the_writer_thread_once_the_child_is_killed(
     tmp_path: Path,
 ) -> None:
     async with pending_store(tmp_path, 20) as store:
-        await store.record(acks_for_due(store, 10), NOW)
+        await store.settle(acks_for_due(store, 10), NOW)
         writer = store.ack_writer
         assert writer.pid is not None
         os.kill(writer.pid, signal.SIGKILL)
         await wait_for(lambda: not running(writer.pid))
         commits = writer.commits
-        await store.record(acks_for_due(store, 10), NOW)
+        await store.settle(acks_for_due(store, 10), NOW)
         assert writer.commits == commits  # not through the child
         counters = store.deliveries.counters("s1")
         assert counters["acked"] == counters["published"] == 20
@@ -143,11 +151,11 @@ async def test_a_child_that_stops_answering_is_killed_and_acks_fall_back(
 ) -> None:
     async with pending_store(tmp_path, 20) as store:
         writer = store.ack_writer
-        await store.record(acks_for_due(store, 10), NOW)
+        await store.settle(acks_for_due(store, 10), NOW)
         assert writer.pid is not None
         writer.reply_timeout = 0.2
         os.kill(writer.pid, signal.SIGSTOP)  # alive, never answering
-        await store.record(acks_for_due(store, 10), NOW)  # falls back after 0.2 s
+        await store.settle(acks_for_due(store, 10), NOW)  # falls back after 0.2 s
         await wait_for(lambda: not running(writer.pid))
         counters = store.deliveries.counters("s1")
         assert counters["acked"] == counters["published"] == 20
@@ -156,7 +164,7 @@ async def test_a_child_that_stops_answering_is_killed_and_acks_fall_back(
 async def test_acks_are_recorded_when_the_child_cannot_start(tmp_path: Path) -> None:
     async with pending_store(tmp_path, 5) as store:
         store.ack_writer._command = [str(tmp_path / "no-such-python")]  # Popen fails
-        await store.record(acks_for_due(store, 5), NOW)
+        await store.settle(acks_for_due(store, 5), NOW)
         assert store.ack_writer.pid is None and store.ack_writer.commits == 0
         assert store.deliveries.counters("s1")["acked"] == 5
 
@@ -164,14 +172,14 @@ async def test_acks_are_recorded_when_the_child_cannot_start(tmp_path: Path) -> 
 async def test_the_child_follows_the_map_the_gateway_grows(tmp_path: Path) -> None:
     """The gateway grows the map while the child runs (LMDB: MDB_MAP_RESIZED in the child)."""
     async with pending_store(tmp_path, 10, map_size=256 * 1024) as store:
-        await store.record(acks_for_due(store, 5), NOW)
+        await store.settle(acks_for_due(store, 5), NOW)
         size = store.map_size()
         for start in range(10, 2000, 100):  # about 1 MiB more: the map grows
             await publish(store, range(start, start + 100))
         assert store.map_size() > size
         writer = store.ack_writer
         commits = writer.commits
-        await store.record(acks_for_due(store, 1000), NOW)
+        await store.settle(acks_for_due(store, 1000), NOW)
         assert writer.commits == commits + 1  # the child committed them, after the resize
         assert store.deliveries.counters("s1")["acked"] == 1005
 
@@ -195,10 +203,10 @@ async def test_the_store_closes_its_ack_writer_from_a_worker_thread(tmp_path: Pa
     loop object touched from that thread would raise."""
     asyncio.get_running_loop().set_debug(True)
     store = LmdbStore(tmp_path / "data")
-    store.fanout = lambda topic, attributes: [("s1", 0.0)]
+    store.routing = FixedRouting(("s1", 0.0))
     await store.put_topic(TopicSettings("orders", 86_400.0))
     await publish(store, range(3))
-    await store.record(acks_for_due(store, 3), NOW)
+    await store.settle(acks_for_due(store, 3), NOW)
     pid = store.ack_writer.pid
     assert pid is not None
     await asyncio.to_thread(store.close)

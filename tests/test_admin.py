@@ -691,9 +691,7 @@ async def test_out_of_range_fields_are_400_naming_the_field_and_store_nothing(
         assert listed.status_code == 200
         assert listed.json() == {"subscriptions": []}
         assert_problem(await gw.client.get("/v1/subscriptions/s1"), 404, "not-found")
-        assert (
-            gw.store.read(lambda txn: txn.get(b"subscription/s1", db=gw.store.db["meta"])) is None
-        )
+        assert "s1" not in dict(await gw.store.subscription_rows())
 
 
 async def test_edges_of_the_ranges_are_accepted(tmp_path: Path) -> None:
@@ -723,7 +721,7 @@ async def test_a_stored_spec_that_no_longer_decodes_is_skipped_not_a_500(tmp_pat
         assert (await gw.client.put("/v1/subscriptions/good", json=spec(URL))).status_code == 201
         bad = {**subscription("bad", URL), "maxDeliveryAttempts": HUGE}
         row = httpx.Response(200, json=bad).content  # JSON with the 23-digit integer as is
-        await gw.store.write(lambda txn: txn.put(b"subscription/bad", row, db=gw.store.db["meta"]))
+        await gw.store.put_subscription("bad", row, lambda: None)
     async with run_gateway(settings) as gw:
         listed = await gw.client.get("/v1/subscriptions")
         assert listed.status_code == 200, listed.text

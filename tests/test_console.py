@@ -26,7 +26,7 @@ from gateway.ingress.auth import Tokens, route_kind
 from gateway.ops.metrics import OUTCOMES
 from gateway.policy.outcomes import DELIVERY_CODES
 from gateway.problems import Forbidden, Unauthorized
-from gateway.store.lmdb.redrive import Selection
+from gateway.store.records import Selection
 from tests.conftest import (
     LOOPBACK_EGRESS,
     RunningGateway,
@@ -243,7 +243,7 @@ async def console(tmp_path: Path, failing: Subscriber) -> AsyncIterator[RunningG
 
 async def dead_letters(gw: RunningGateway, count: int) -> list[str]:
     for _ in range(500):
-        page = gw.store.browse("orders-dead", None, 100, Selection(subscription="billing"))
+        page = await gw.store.browse("orders-dead", None, 100, Selection(subscription="billing"))
         if len(page.events) >= count:
             return [orjson.loads(event.payload)["id"] for event in page.events]
         await asyncio.sleep(0.01)
@@ -359,16 +359,16 @@ async def test_publish_form_shows_the_gateways_answer(console: RunningGateway) -
     )
     assert "The gateway answered 202" in answer.text
     assert "&#34;accepted&#34;: 1" in answer.text
-    stored = orjson.loads(console.store.browse("orders", None, 10).events[0].payload)
+    stored = orjson.loads((await console.store.browse("orders", None, 10)).events[0].payload)
     assert stored["data"] == {"a": 1} and stored["type"] == "t"
 
 
 async def test_topic_pages_newest_first(console: RunningGateway) -> None:
     for number in range(3):
         await console.publish("orders", f"n{number}")
-    newest = console.store.browse_newest("orders", None, 2)
+    newest = await console.store.browse("orders", None, 2, newest_first=True)
     assert [orjson.loads(e.payload)["id"] for e in newest.events] == ["n2", "n1"]
-    older = console.store.browse_newest("orders", newest.next, 2)
+    older = await console.store.browse("orders", newest.next, 2, newest_first=True)
     assert [orjson.loads(e.payload)["id"] for e in older.events] == ["n0"] and older.next is None
     page = (await console.client.get("/console/topics/orders")).text
     assert page.index(">n2<") < page.index(">n1<") < page.index(">n0<")
@@ -406,7 +406,7 @@ async def test_with_auth_on_the_console_wants_the_admin_token(tmp_path: Path) ->
             assert refused.status_code == 303 and refused.headers["location"] == "/console/login"
         publish = await gw.client.post("/console/topics/orders/publish", data={"type": "t"})
         assert_problem(publish, 401, "unauthorized")
-        assert gw.store.event_count("orders") == 0
+        assert await gw.store.event_count("orders") == 0
         refresh = await gw.client.get("/console/live", headers={"hx-request": "true"})
         assert refresh.status_code == 401  # the overview then says its refresh failed
         assert (await login(gw.client, "wrong-token-0123456789")).status_code == 401
@@ -477,7 +477,7 @@ async def test_a_huge_form_is_refused(console: RunningGateway) -> None:
         data={"csrf": csrf_of(form), "data": "x" * 300_000, "type": "t", "source": "/s"},
     )
     assert_problem(answer, 413, "payload-too-large")
-    assert console.store.event_count("orders") == 0
+    assert await console.store.event_count("orders") == 0
 
 
 async def test_the_sampler_keeps_the_history_while_nobody_looks(

@@ -23,7 +23,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, Request, async_playwright, expect
 
 from gateway.console.history import delivery_totals
-from gateway.store.lmdb.redrive import Selection
+from gateway.store.records import Selection
 from tests.conftest import LOOPBACK_EGRESS, RunningGateway, make_settings, run_gateway, subscription
 from tests.subscriber import Answer, Subscriber, run_subscriber
 from tests.test_console import ADMIN, PUBLISHER, auth_config
@@ -125,8 +125,10 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
     raise TimeoutError(what)
 
 
-def dead_letter_ids(rig: Rig) -> list[str]:
-    page = rig.gateway.store.browse("orders-dead", None, 1000, Selection(subscription="billing"))
+async def dead_letter_ids(rig: Rig) -> list[str]:
+    page = await rig.gateway.store.browse(
+        "orders-dead", None, 1000, Selection(subscription="billing")
+    )
     return [orjson.loads(event.payload)["id"] for event in page.events]
 
 
@@ -135,7 +137,7 @@ async def dead_letter(rig: Rig, *event_ids: str) -> None:
         assert (await rig.gateway.publish("orders", event_id)).status_code == 202
 
     async def arrived() -> bool:
-        return set(event_ids) <= set(dead_letter_ids(rig))
+        return set(event_ids) <= set(await dead_letter_ids(rig))
 
     await eventually(arrived, f"{event_ids} did not dead-letter")
 
@@ -191,7 +193,7 @@ async def test_redrive_from_the_subscription_page_reaches_the_subscriber(
     await expect(tab.page.get_by_role("heading", level=1)).to_have_text(
         "Redrive 1 dead letter(s) of billing?"
     )
-    assert "rd-1" in dead_letter_ids(rig)  # nothing happens before the confirmation
+    assert "rd-1" in await dead_letter_ids(rig)  # nothing happens before the confirmation
     await tab.page.get_by_role("button", name="Yes, redrive").click()
     await expect(tab.page.get_by_role("status")).to_contain_text("Redriven 1 dead letter(s)")
 
@@ -199,7 +201,7 @@ async def test_redrive_from_the_subscription_page_reaches_the_subscriber(
         return len(rig.billing.for_event("rd-1")) == 3  # two failed attempts, then the redrive
 
     await eventually(delivered, "the redriven event did not reach the subscriber")
-    assert "rd-1" not in dead_letter_ids(rig)
+    assert "rd-1" not in await dead_letter_ids(rig)
 
 
 async def test_purge_asks_first_and_removes_only_the_selected(tab: Tab, rig: Rig) -> None:
@@ -211,10 +213,10 @@ async def test_purge_asks_first_and_removes_only_the_selected(tab: Tab, rig: Rig
     heading = tab.page.get_by_role("heading", level=1)
     await expect(heading).to_have_text("Purge 2 dead letter(s) of billing?")
     await expect(tab.page.get_by_role("main")).to_contain_text("This cannot be undone")
-    assert {"pg-1", "pg-2", "pg-3"} <= set(dead_letter_ids(rig))
+    assert {"pg-1", "pg-2", "pg-3"} <= set(await dead_letter_ids(rig))
     await tab.page.get_by_role("button", name="Yes, purge").click()
     await expect(tab.page.get_by_role("status")).to_contain_text("Purged 2 dead letter(s)")
-    left = set(dead_letter_ids(rig))
+    left = set(await dead_letter_ids(rig))
     assert "pg-2" in left and not {"pg-1", "pg-3"} & left
     table = tab.page.locator("#dead-heading ~ table")
     await expect(table).to_contain_text("pg-2")
@@ -314,7 +316,7 @@ async def test_pages_and_forms_work_without_javascript(browser: Browser, rig: Ri
     await page.get_by_role("button", name="Purge nojs-1", exact=True).click()
     await page.get_by_role("button", name="Yes, purge").click()
     await expect(page.get_by_role("status")).to_contain_text("Purged 1 dead letter(s)")
-    assert "nojs-1" not in dead_letter_ids(rig)
+    assert "nojs-1" not in await dead_letter_ids(rig)
     await context.close()
 
 

@@ -21,11 +21,11 @@ from gateway.events import IncomingEvent
 from gateway.ops.logs import LineBudget, json_formatter
 from gateway.policy.deadletters import rfc3339_utc
 from gateway.policy.outcomes import Ack, DeadLetter
-from gateway.store.lmdb.deliveries import Settlement
-from gateway.store.lmdb.keys import LastOutcome
 from gateway.store.lmdb.store import LmdbStore
+from gateway.store.records import LastOutcome, Settlement
 from tests.conftest import (
     LOOPBACK_EGRESS,
+    FixedRouting,
     RunningGateway,
     make_settings,
     run_gateway,
@@ -365,7 +365,7 @@ async def test_a_dead_letter_that_cannot_be_made_is_dropped_not_a_failed_batch(
     fail the whole commit of outcomes, again and again; it is dropped and counted."""
     store = LmdbStore(tmp_path / "data")
     try:
-        store.fanout = lambda topic, attributes: [("s1", 0.0)]
+        store.routing = FixedRouting(("s1", 0.0))
         await store.put_topic(TopicSettings("orders", 86_400.0))
         await store.put_topic(TopicSettings("dead", 86_400.0))
         event = IncomingEvent("/shop", "poison", {}, POISON)
@@ -374,10 +374,10 @@ async def test_a_dead_letter_that_cannot_be_made_is_dropped_not_a_failed_batch(
         settlement = Settlement(
             "s1", delivery.seq, DeadLetter("exhausted"), 3, None, "dead", 1_000.0
         )
-        assert await store.record([settlement], 1_001.0) == set()
+        assert await store.settle([settlement], 1_001.0) == set()
         counters = store.deliveries.counters("s1")
         assert counters["dropped"] == counters["dropped.exhausted"] == 1
-        assert store.event_count("dead") == 0
+        assert await store.event_count("dead") == 0
     finally:
         store.close()
 
@@ -413,7 +413,7 @@ async def test_outcomes_that_cannot_be_recorded_are_counted_and_logged_within_th
                 registry = gw.gateway.metrics.registry
                 return registry.get_sample_value("cegateway_deliveries_total", errors) or 0.0
 
-            monkeypatch.setattr(gw.store, "record", refuse)
+            monkeypatch.setattr(gw.store, "settle", refuse)
             await gw.publish("orders", "e1")
             await wait_until(lambda: counted() == 1)
             for second in range(1, 61):
@@ -442,17 +442,17 @@ async def test_a_deleted_subscription_takes_its_last_outcome_with_it(tmp_path: P
     success or failure, even if an ack of the old one arrives after the delete."""
     store = LmdbStore(tmp_path / "data")
     try:
-        store.fanout = lambda topic, attributes: [("s1", 0.0)]
+        store.routing = FixedRouting(("s1", 0.0))
         await store.put_topic(TopicSettings("orders", 86_400.0))
         events = [IncomingEvent("/shop", f"e{n}", {}, b'{"id":"e%d"}' % n) for n in range(2)]
         await store.publish("orders", events, 1_000.0)
         first, second = store.deliveries.due("s1", 1_001.0, 10, ())
-        await store.record([Settlement("s1", first.seq, Ack(), 1, None, due=first.state.due)], 1)
+        await store.settle([Settlement("s1", first.seq, Ack(), 1, None, due=first.due)], 1)
         assert store.deliveries.last_outcome("s1").success_time is not None
-        await store.write(lambda txn: store.deliveries.delete_subscription(txn, "s1"))
+        await store.delete_subscription("s1", lambda: None)
         assert store.deliveries.last_outcome("s1") == LastOutcome()
-        late = Settlement("s1", second.seq, Ack(), 1, None, due=second.state.due, wall=5.0)
-        await store.record([late], 1_002.0)  # through the ack writer, after the delete
+        late = Settlement("s1", second.seq, Ack(), 1, None, due=second.due, wall=5.0)
+        await store.settle([late], 1_002.0)  # through the ack writer, after the delete
         assert store.deliveries.last_outcome("s1") == LastOutcome()
     finally:
         store.close()

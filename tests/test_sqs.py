@@ -133,7 +133,7 @@ async def test_nothing_is_lost_across_a_restart_while_sqs_is_unreachable(
         await settle(gw)
         assert status(gw, "durable")["pending"] == 15
         state = gw.store.deliveries.due("durable", gw.gateway_now() + 3600, 1, frozenset())[0]
-        assert (state.state.attempts, state.state.last_status) == (1, "connect")
+        assert (state.attempts, state.last_failure.status) == (1, "connect")
     up = sqs_subscription("durable", queue, sqs_server.endpoint)
     second = make_settings(tmp_path, egress=LOOPBACK_EGRESS, subscriptions=[up])
     async with run_gateway(second, clock=clock) as gw:

@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 
 from gateway.clock import ManualClock
 from gateway.config.settings import Settings
+from gateway.store.base import Routing
 from gateway.store.lmdb.committer import Transaction
 from gateway.store.lmdb.store import ENV_FILE, DataDirInUse, LmdbStore
 from tests.conftest import BINARY_HEADERS, assert_problem, make_settings, run_gateway
@@ -34,12 +36,14 @@ class FailingCommitStore(LmdbStore):
         super()._commit_transaction(txn)
 
 
-def open_failing(settings: Settings) -> LmdbStore:
-    return FailingCommitStore(settings.server.data_dir)
+def open_failing(
+    settings: Settings, routing: Routing, on_commit: Callable[[int, float], None]
+) -> LmdbStore:
+    return FailingCommitStore(settings.server.data_dir, routing=routing, on_commit=on_commit)
 
 
-def event_ids(store: LmdbStore, topic: str = "orders") -> list[str]:
-    page = store.browse(topic, None, 1000)
+async def event_ids(store: LmdbStore, topic: str = "orders") -> list[str]:
+    page = await store.browse(topic, None, 1000)
     return [orjson.loads(event.payload)["id"] for event in page.events]
 
 
@@ -62,8 +66,8 @@ async def test_failed_nth_commit_never_answers_2xx_and_leaves_nothing_partial(
     assert sorted(answered.values()).count(503) == 1
     reopened = LmdbStore(settings.server.data_dir)
     try:
-        ids = event_ids(reopened)
-        for event in reopened.browse("orders", None, 1000).events:
+        ids = await event_ids(reopened)
+        for event in (await reopened.browse("orders", None, 1000)).events:
             assert orjson.loads(event.payload)["type"] == "com.example.order.created"
     finally:
         reopened.close()
@@ -87,7 +91,7 @@ async def test_group_commit_takes_far_fewer_commits_than_events(settings: Settin
         output, _ = await load.communicate()
         commits = gw.store.commits - before
         assert orjson.loads(output)["statuses"] == {"202": 200}
-        assert len(event_ids(gw.store)) == 200
+        assert len(await event_ids(gw.store)) == 200
     print(f"\nR3b: 200 concurrent publishes took {commits} commits ({commits / 200:.3f} per event)")
     assert commits < 200 / 4
 
@@ -99,7 +103,7 @@ async def test_each_2xx_comes_after_the_commit_holding_its_event(settings: Setti
         async def publish_and_check(index: int) -> None:
             response = await gw.publish("orders", f"c{index}")
             assert response.status_code == 202
-            assert f"c{index}" in event_ids(gw.store)
+            assert f"c{index}" in await event_ids(gw.store)
 
         await asyncio.gather(*(publish_and_check(index) for index in range(50)))
 
@@ -124,9 +128,9 @@ async def test_event_and_dedup_survive_restart(settings: Settings) -> None:
     async with run_gateway(settings) as gw:
         assert (await gw.publish("orders", "r1")).json() == {"accepted": 1, "duplicates": 0}
     async with run_gateway(settings) as gw:
-        assert event_ids(gw.store) == ["r1"]
+        assert await event_ids(gw.store) == ["r1"]
         assert (await gw.publish("orders", "r1")).json() == {"accepted": 0, "duplicates": 1}
-        assert event_ids(gw.store) == ["r1"]
+        assert await event_ids(gw.store) == ["r1"]
 
 
 async def test_concurrent_publishes_of_one_pair_store_one_event(settings: Settings) -> None:
@@ -136,7 +140,7 @@ async def test_concurrent_publishes_of_one_pair_store_one_event(settings: Settin
         assert all(response.status_code == 202 for response in responses)
         assert sum(body["accepted"] for body in bodies) == 1
         assert sum(body["duplicates"] for body in bodies) == 49
-        assert event_ids(gw.store) == ["same"]
+        assert await event_ids(gw.store) == ["same"]
 
 
 async def test_same_pair_on_another_topic_is_another_event(tmp_path: Path) -> None:
@@ -175,11 +179,11 @@ async def test_retention_sweep_deletes_expired_events(settings: Settings) -> Non
         await gw.publish("orders", "b")
         clock.advance(12 * 3600)  # past a's retention, not b's
         for _ in range(100):  # the sweeper runs once a (simulated) minute
-            if event_ids(gw.store) == ["b"]:
+            if await event_ids(gw.store) == ["b"]:
                 break
             clock.advance(61)
             await asyncio.sleep(0.01)
-        assert event_ids(gw.store) == ["b"]
+        assert await event_ids(gw.store) == ["b"]
 
 
 def test_second_store_on_same_data_dir_is_refused(tmp_path: Path) -> None:
@@ -246,7 +250,7 @@ async def test_map_grows_before_it_fills(tmp_path: Path) -> None:
                 content=payload,
             )
             assert response.status_code == 202, response.text
-        assert gw.store.map_size() > 1024**2
+        assert gw.store.statistics().capacity_bytes > 1024**2
 
 
 async def test_writes_that_do_not_count_as_growth_still_get_room_on_demand(
@@ -287,7 +291,7 @@ async def test_full_store_answers_507_and_is_not_ready(tmp_path: Path) -> None:
         assert statuses[-1] == 507
         ready: Any = (await gw.client.get("/readyz")).json()
         assert ready["status"] == 503 and "store full" in ready["reasons"]
-        assert len(event_ids(gw.store)) == statuses.count(202)
+        assert len(await event_ids(gw.store)) == statuses.count(202)
 
 
 async def test_full_store_still_settles_deliveries(tmp_path: Path) -> None:
@@ -319,7 +323,7 @@ async def test_full_store_still_settles_deliveries(tmp_path: Path) -> None:
                 if response.status_code == 507:
                     break
             assert response.status_code == 507
-            full_at = len(event_ids(gw.store))
+            full_at = len(await event_ids(gw.store))
             down = False  # the subscriber recovers while the store is still full...
             refused = 0
 
@@ -343,7 +347,7 @@ async def test_full_store_still_settles_deliveries(tmp_path: Path) -> None:
             # on its way: it is checked after settling below).
             assert status(gw, "s1")["acked"] >= full_at
             await settle(gw)
-            stored = len(event_ids(gw.store))  # acks freed pages: a late publish may fit
+            stored = len(await event_ids(gw.store))  # acks freed pages: a late publish may fit
             assert status(gw, "s1") == {
                 "published": stored,
                 "acked": stored,
@@ -351,4 +355,4 @@ async def test_full_store_still_settles_deliveries(tmp_path: Path) -> None:
                 "dropped": 0,
                 "pending": 0,
             }
-            assert {r.event_id for r in sub.received} == set(event_ids(gw.store))
+            assert {r.event_id for r in sub.received} == set(await event_ids(gw.store))

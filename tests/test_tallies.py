@@ -19,8 +19,9 @@ from gateway.events import IncomingEvent
 from gateway.problems import InvalidRequest, NotFound
 from gateway.store.lmdb.acks import add_to_counter
 from gateway.store.lmdb.committer import Transaction
-from gateway.store.lmdb.redrive import Selection
 from gateway.store.lmdb.store import LmdbStore
+from gateway.store.records import Selection
+from tests.conftest import FixedRouting
 
 DAY = 86_400.0
 NOW = 1_000_000.0
@@ -60,8 +61,8 @@ async def in_one_commit(store: LmdbStore, *writes: Awaitable[Any]) -> list[Any]:
     return results
 
 
-def seqs(store: LmdbStore, topic: str = "orders") -> list[int]:
-    return [stored.seq for stored in store.browse(topic, None, 1000).events]
+async def seqs(store: LmdbStore, topic: str = "orders") -> list[int]:
+    return [stored.seq for stored in (await store.browse(topic, None, 1000)).events]
 
 
 async def test_publishes_in_one_commit_take_consecutive_seqs_and_are_counted(
@@ -76,13 +77,13 @@ async def test_publishes_in_one_commit_take_consecutive_seqs_and_are_counted(
             store.publish("audit", [event("c")], NOW),
             store.publish("orders", [event("a"), event("d")], NOW),  # "a": a duplicate
         )
-        assert seqs(store, "orders") == [1, 2, 4]
-        assert seqs(store, "audit") == [3]
-        assert (store.event_count("orders"), store.event_count("audit")) == (3, 1)
+        assert await seqs(store, "orders") == [1, 2, 4]
+        assert await seqs(store, "audit") == [3]
+        assert (await store.event_count("orders"), await store.event_count("audit")) == (3, 1)
     async with opened(tmp_path) as store:  # the last seq was written: seqs go on after it
         await store.publish("audit", [event("e")], NOW)
-        assert seqs(store, "audit") == [3, 5]
-        assert store.event_count("audit") == 2
+        assert await seqs(store, "audit") == [3, 5]
+        assert await store.event_count("audit") == 2
 
 
 async def test_an_operation_that_fails_leaves_the_others_counted_once(tmp_path: Path) -> None:
@@ -94,7 +95,7 @@ async def test_an_operation_that_fails_leaves_the_others_counted_once(tmp_path: 
 
     async with opened(tmp_path) as store:
         await store.put_topic(TopicSettings("orders", DAY))
-        store.fanout = lambda topic, attributes: [("s1", 0.0)]
+        store.routing = FixedRouting(("s1", 0.0))
         results = await in_one_commit(
             store,
             store.publish("orders", [event("a")], NOW),
@@ -102,8 +103,8 @@ async def test_an_operation_that_fails_leaves_the_others_counted_once(tmp_path: 
             store.publish("orders", [event("b")], NOW),
         )
         assert isinstance(results[1], InvalidRequest)
-        assert seqs(store) == [1, 2]
-        assert store.event_count("orders") == 2
+        assert await seqs(store) == [1, 2]
+        assert await store.event_count("orders") == 2
         assert store.deliveries.counters("s1")["published"] == 2
 
 
@@ -118,8 +119,8 @@ async def test_a_topic_deleted_in_the_commit_of_a_publish_keeps_no_count(tmp_pat
         )
         assert isinstance(results[2], NotFound)
         await store.put_topic(TopicSettings("orders", DAY))
-        assert store.event_count("orders") == 0
-        assert seqs(store) == []
+        assert await store.event_count("orders") == 0
+        assert await seqs(store) == []
 
 
 async def test_a_publish_after_a_retention_change_in_its_commit_uses_the_new_retention(
@@ -144,7 +145,7 @@ async def test_a_subscription_deleted_in_the_commit_of_a_publish_keeps_no_counte
 ) -> None:
     async with opened(tmp_path) as store:
         await store.put_topic(TopicSettings("orders", DAY))
-        store.fanout = lambda topic, attributes: [("s1", 0.0)]
+        store.routing = FixedRouting(("s1", 0.0))
         await in_one_commit(
             store,
             store.publish("orders", [event("a")], NOW),
@@ -166,8 +167,8 @@ async def test_a_purge_in_the_commit_of_a_publish_to_its_topic_leaves_the_count_
             store.publish("dl", [event("a")], NOW),
             store.purge("dl", Selection()),
         )
-        assert seqs(store, "dl") == []
-        assert store.event_count("dl") == 0
+        assert await seqs(store, "dl") == []
+        assert await store.event_count("dl") == 0
 
 
 async def test_subscription_counters_added_to_directly_in_the_commit_are_added_to(
@@ -177,7 +178,7 @@ async def test_subscription_counters_added_to_directly_in_the_commit_are_added_t
     the same commit add to what they wrote."""
     async with opened(tmp_path) as store:
         await store.put_topic(TopicSettings("orders", DAY))
-        store.fanout = lambda topic, attributes: [("s1", 0.0)]
+        store.routing = FixedRouting(("s1", 0.0))
 
         def acked_elsewhere(txn: Transaction) -> None:
             add_to_counter(txn, store.db["meta"], "s1", "published", 5)

@@ -18,8 +18,8 @@ from gateway.openapi import Operation, Query
 from gateway.problems import InvalidRequest
 from gateway.resources.subscriptions import SubscriptionRegistry
 from gateway.resources.topics import TopicRegistry
-from gateway.store.lmdb.redrive import Selection
-from gateway.store.lmdb.store import LmdbStore
+from gateway.store.base import Store
+from gateway.store.records import Selection
 
 DEAD_LETTER_QUERY = (
     Query("subscription", "only dead letters of this subscription (dlsubscription)"),
@@ -41,7 +41,7 @@ class DeadLettersApi:
 
     def __init__(
         self,
-        store: LmdbStore,
+        store: Store,
         topics: TopicRegistry,
         subscriptions: SubscriptionRegistry,
         now: Callable[[], float],
@@ -98,7 +98,7 @@ class DeadLettersApi:
         found: set[str] = set()
         cursor: str | None = None
         while True:  # a short read per page; other requests run between pages
-            page = self._store.browse(topic, cursor, 1000, selection)
+            page = await self._store.browse(topic, cursor, 1000, selection)
             found.update(str(orjson.loads(event.payload).get("id")) for event in page.events)
             cursor = page.next
             if cursor is None:

@@ -58,10 +58,11 @@ from gateway.policy.deadletters import rfc3339_utc
 from gateway.problems import Conflict, InvalidRequest, NotFound
 from gateway.resources.subscriptions import Subscription, SubscriptionRegistry
 from gateway.resources.topics import TopicRegistry
-from gateway.store.lmdb.store import LmdbStore
+from gateway.store.base import Store
 
 PREFIX = PRETRY_PREFIX
 EVENT_TYPE = "pretry.event"
+KIND = "pretry"  # the store's extension rows holding the configurations
 HOUR = 3600.0
 DAY = 24 * HOUR
 DEAD_LETTER_RETENTION = 7 * DAY
@@ -251,7 +252,7 @@ def idempotency_key(headers: Mapping[str, str]) -> str | None:
 class PretryApi:
     def __init__(
         self,
-        store: LmdbStore,
+        store: Store,
         topics: TopicRegistry,
         subscriptions: SubscriptionRegistry,
         receiver: Receiver,
@@ -318,7 +319,7 @@ class PretryApi:
         config = decode_body(await admin_body(request), shapes.PretryConfig)
         mapped = plan(config)
         built = [await self._build(mapped, index) for index in range(len(mapped.subscriptions))]
-        created = not self._stored(config.identifier)
+        created = not await self._stored(config.identifier)
         await self._topics.put(self._kept(mapped.topic))
         await self._topics.put(mapped.dead_letter_topic)
         for subscription in built:
@@ -348,7 +349,8 @@ class PretryApi:
         return TopicSettings(topic.name, longest)
 
     async def get_config(self, request: Request) -> Response:
-        return json_response(self._view(self._existing(request.path_params["identifier"])))
+        config = await self._existing(request.path_params["identifier"])
+        return json_response(self._view(config))
 
     async def delete_config(self, request: Request) -> Response:
         async with self._subscriptions.mutations:  # one configuration change at a time
@@ -356,7 +358,7 @@ class PretryApi:
 
     async def _delete_config_serialized(self, request: Request) -> Response:
         identifier = request.path_params["identifier"]
-        if not self._stored(identifier):  # not `_existing`: a config no longer valid goes too
+        if not await self._stored(identifier):  # not `_existing`: a config no longer valid goes too
             raise NotFound(f"no Pretry configuration for identifier {identifier!r}")
         names = self._integrations(identifier)
         topics = [topic_name(identifier), dead_letter_topic_name(identifier)]
@@ -378,8 +380,8 @@ class PretryApi:
         await self._forget(identifier)
         return Response(status_code=204)
 
-    def _existing(self, identifier: str) -> shapes.PretryConfig:
-        config = self._load(identifier)
+    async def _existing(self, identifier: str) -> shapes.PretryConfig:
+        config = await self._load(identifier)
         if config is None:
             raise NotFound(f"no Pretry configuration for identifier {identifier!r}")
         return config
@@ -412,11 +414,11 @@ class PretryApi:
         body = {"accepted": result.accepted, "duplicates": result.duplicates, "id": event_id}
         return json_response(body, status=202)
 
-    def _parse(
+    async def _parse(
         self, event_id: str, headers: Mapping[str, str], body: bytes
     ) -> tuple[str, Sequence[IncomingEvent]]:
         event = decode_body(body, shapes.PretryEvent)
-        if not IDENTIFIER.fullmatch(event.identifier) or self._load(event.identifier) is None:
+        if not IDENTIFIER.fullmatch(event.identifier) or await self._load(event.identifier) is None:
             raise NotFound(
                 f"no Pretry configuration for identifier {event.identifier!r}; "
                 "POST /v1/config first",
@@ -428,17 +430,15 @@ class PretryApi:
 
     # -- storage -----------------------------------------------------------------------------
 
-    def _stored(self, identifier: str) -> bool:
-        if not IDENTIFIER.fullmatch(identifier):  # no such key (nor one LMDB could hold)
+    async def _stored(self, identifier: str) -> bool:
+        if not IDENTIFIER.fullmatch(identifier):  # no such row (nor one a store could key)
             return False
-        key = _key(identifier)
-        return self._store.read(lambda txn: txn.get(key, db=self._store.db["meta"])) is not None
+        return await self._store.extension_row(KIND, identifier) is not None
 
-    def _load(self, identifier: str) -> shapes.PretryConfig | None:
+    async def _load(self, identifier: str) -> shapes.PretryConfig | None:
         if not IDENTIFIER.fullmatch(identifier):
             return None
-        key = _key(identifier)
-        value = self._store.read(lambda txn: txn.get(key, db=self._store.db["meta"]))
+        value = await self._store.extension_row(KIND, identifier)
         if value is None:
             return None
         try:
@@ -450,13 +450,8 @@ class PretryApi:
             ) from None
 
     async def _save(self, config: shapes.PretryConfig) -> None:
-        key, value = _key(config.identifier), msgspec.json.encode(config)
-        await self._store.write(lambda txn: txn.put(key, value, db=self._store.db["meta"]))
+        value = msgspec.json.encode(config)
+        await self._store.put_extension_row(KIND, config.identifier, value)
 
     async def _forget(self, identifier: str) -> None:
-        key = _key(identifier)
-        await self._store.write(lambda txn: txn.delete(key, db=self._store.db["meta"]))
-
-
-def _key(identifier: str) -> bytes:
-    return b"pretry/" + identifier.encode()
+        await self._store.delete_extension_row(KIND, identifier)

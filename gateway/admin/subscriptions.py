@@ -25,8 +25,8 @@ from gateway.openapi import Operation, Query
 from gateway.policy.deadletters import rfc3339_utc
 from gateway.problems import Conflict, InvalidRequest, NotFound
 from gateway.resources.subscriptions import Subscription, SubscriptionRegistry
-from gateway.store.lmdb.keys import LastOutcome
-from gateway.store.lmdb.store import LmdbStore
+from gateway.store.base import Store
+from gateway.store.records import LastOutcome
 
 
 def subscription_json(subscription: Subscription, status: dict[str, Any] | None) -> Any:
@@ -65,7 +65,7 @@ def _without_nulls(value: Any) -> Any:
 
 class SubscriptionsApi:
     def __init__(
-        self, store: LmdbStore, subscriptions: SubscriptionRegistry, resolver: PolicyResolver
+        self, store: Store, subscriptions: SubscriptionRegistry, resolver: PolicyResolver
     ) -> None:
         self._store = store
         self._subscriptions = subscriptions
@@ -111,13 +111,13 @@ class SubscriptionsApi:
             ),
         ]
 
-    def status(self, name: str) -> dict[str, Any]:
-        counters = self._store.deliveries.counters(name)
+    async def status(self, name: str) -> dict[str, Any]:
+        counters = await self._store.counters(name)
         settled = counters["acked"] + counters["deadlettered"] + counters["dropped"]
         return {
             **{key: counters[key] for key in ("published", "acked", "deadlettered", "dropped")},
             "pending": counters["published"] - settled,
-            **last_outcome_json(self._store.deliveries.last_outcome(name)),
+            **last_outcome_json(await self._store.last_outcome(name)),
         }
 
     def _existing(self, name: str) -> Subscription:
@@ -133,7 +133,7 @@ class SubscriptionsApi:
 
     async def get(self, request: Request) -> Response:
         subscription = self._existing(request.path_params["name"])
-        return json_response(subscription_json(subscription, self.status(subscription.name)))
+        return json_response(subscription_json(subscription, await self.status(subscription.name)))
 
     async def put(self, request: Request) -> Response:
         async with self._subscriptions.mutations:  # one configuration change at a time
@@ -155,7 +155,7 @@ class SubscriptionsApi:
         if request.query_params.get("dryRun") == "true":  # checked as a save is; nothing saved
             return json_response(subscription_json(subscription, None))
         created = await self._subscriptions.put(subscription)
-        body = subscription_json(subscription, self.status(subscription.name))
+        body = subscription_json(subscription, await self.status(subscription.name))
         return json_response(body, status=201 if created else 200)
 
     async def _check_resolved(self, subscription: Subscription) -> None:
@@ -170,7 +170,7 @@ class SubscriptionsApi:
 
     async def _delete_serialized(self, request: Request) -> Response:
         subscription = self._existing(request.path_params["name"])
-        pending = self.status(subscription.name)["pending"]
+        pending = (await self.status(subscription.name))["pending"]
         if pending and request.query_params.get("force") != "true":
             raise Conflict(
                 f"subscription {subscription.name!r} has {pending} pending deliveries; "

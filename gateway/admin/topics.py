@@ -32,7 +32,7 @@ from gateway.openapi import Operation
 from gateway.problems import Conflict, InvalidRequest
 from gateway.resources.subscriptions import SubscriptionRegistry
 from gateway.resources.topics import TopicRegistry
-from gateway.store.lmdb.store import LmdbStore
+from gateway.store.base import Store
 
 
 def topic_json(topic: TopicSettings) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def topic_json(topic: TopicSettings) -> dict[str, Any]:
 
 class TopicsApi:
     def __init__(
-        self, store: LmdbStore, topics: TopicRegistry, subscriptions: SubscriptionRegistry
+        self, store: Store, topics: TopicRegistry, subscriptions: SubscriptionRegistry
     ) -> None:
         self._store = store
         self._topics = topics
@@ -139,7 +139,7 @@ class TopicsApi:
     async def events(self, request: Request) -> Response:
         name = request.path_params["name"]
         self._topics.get(name)
-        page = self._store.browse(
+        page = await self._store.browse(
             name,
             request.query_params.get("after"),
             page_limit(request),

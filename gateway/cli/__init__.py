@@ -101,20 +101,23 @@ def _with_overrides(settings: Settings, args: argparse.Namespace) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
 
-    from gateway.app import create_app, open_lmdb
+    from gateway.app import create_app
     from gateway.ingress.auth import check_startup
+    from gateway.ops.metrics import Metrics
+    from gateway.resources.subscriptions import RoutingTable
     from gateway.server import run_server, tune_gc
-    from gateway.store.lmdb.store import DataDirInUse
+    from gateway.store.open import DataDirInUse, open_store
 
     logs.configure(args.log_format)
     settings = _with_overrides(load_config(args.config), args)
     check_startup(settings)  # refuse a bad file before anything starts, as validate-config does
-    try:
-        store = open_lmdb(settings)  # before serving, so a second gateway fails with one line
+    routing, metrics = RoutingTable(), Metrics()
+    try:  # before serving, so a second gateway fails with one line
+        store = open_store(settings, routing, metrics.observe_commit)
     except DataDirInUse as error:
         print(f"ce-gateway: {error}", file=sys.stderr)
         return 1
-    app = create_app(settings, open_store=lambda _: store)
+    app = create_app(settings, open_store=lambda *_: store, routing=routing, metrics=metrics)
     tune_gc()
     asyncio.run(run_server(app, settings.server))
     return 0

@@ -21,13 +21,12 @@ from gateway.console.calls import AdminCalls
 from gateway.console.data import Data, data_of, pretty
 from gateway.console.history import Minute, OutcomeHistory
 from gateway.resources.subscriptions import Subscription
-from gateway.store.base import StoredEvent
-from gateway.store.lmdb.redrive import Selection
+from gateway.store.records import Selection, StoredEvent
 
 if TYPE_CHECKING:
     from gateway.console.running import GatewayParts
     from gateway.resources.subscriptions import SubscriptionRegistry
-    from gateway.store.lmdb.store import LmdbStore
+    from gateway.store.base import Store
 
 STATES = ("failing", "degraded", "healthy", "idle")  # the overview's order
 RECENT = 15  # minutes in which the latest busy one decides "failing" (backoff reaches 10 min)
@@ -165,7 +164,7 @@ class Pages:
     # -- the gateway's parts, there once the app has started ------------------------------
 
     @property
-    def _store(self) -> LmdbStore:
+    def _store(self) -> Store:
         assert self._gateway.store is not None
         return self._gateway.store
 
@@ -199,7 +198,7 @@ class Pages:
         answer = await self._calls.call("GET", "/v1/topics")
         rows = []
         for topic in answer.body["topics"]:
-            count = self._store.event_count(topic["name"])
+            count = await self._store.event_count(topic["name"])
             depth = count if topic["name"] in dead_letter_topics else None
             rows.append(TopicRow(topic["name"], topic["retention"], count, depth))
         return rows
@@ -210,7 +209,7 @@ class Pages:
         )
         status: dict[str, Any] = answer.body.get("status", {}) if answer.ok else {}
         minutes = self.history.minutes(subscription.name)
-        enqueued = self._store.deliveries.oldest_pending(subscription.name)
+        enqueued = await self._store.oldest_pending(subscription.name)
         engine = self._gateway.engine
         age = None if enqueued is None or engine is None else max(0.0, engine.steady() - enqueued)
         return SubscriptionRow(
@@ -221,11 +220,11 @@ class Pages:
             oldest_pending_age=age,
             summary=charts.summarize(minutes),
             spark=charts.sparkline(minutes),
-            last_error=self._last_error(subscription, status),
+            last_error=await self._last_error(subscription, status),
             dead_letter_topic=subscription.dead_letter_topic,
         )
 
-    def _last_error(
+    async def _last_error(
         self, subscription: Subscription, status: Mapping[str, Any]
     ) -> LastError | None:
         if status.get("lastError"):
@@ -235,8 +234,12 @@ class Pages:
             )
         if subscription.dead_letter_topic is None:
             return None
-        page = self._store.browse_newest(
-            subscription.dead_letter_topic, None, 1, Selection(subscription=subscription.name)
+        page = await self._store.browse(
+            subscription.dead_letter_topic,
+            None,
+            1,
+            Selection(subscription=subscription.name),
+            newest_first=True,
         )
         if not page.events:
             return None
@@ -258,7 +261,7 @@ class Pages:
         minutes = self.history.minutes(subscription.name)
         dead = None
         if subscription.dead_letter_topic is not None:
-            dead = self.events(
+            dead = await self.events(
                 subscription.dead_letter_topic, before, Selection(subscription=subscription.name)
             )
         return SubscriptionPage(
@@ -270,42 +273,45 @@ class Pages:
             dead,
         )
 
-    def dead_letters(self, subscription: Subscription, ids: frozenset[str] | None) -> EventList:
+    async def dead_letters(
+        self, subscription: Subscription, ids: frozenset[str] | None
+    ) -> EventList:
         """The dead letters a redrive or purge would touch (the first `PAGE` when many)."""
         assert subscription.dead_letter_topic is not None
         selection = Selection(ids=ids, subscription=subscription.name)
-        return self.events(subscription.dead_letter_topic, None, selection)
+        return await self.events(subscription.dead_letter_topic, None, selection)
 
     # -- a topic and its events -------------------------------------------------------------
 
-    def events(
+    async def events(
         self, topic: str, before: str | None, selection: Selection | None = None
     ) -> EventList:
-        page = self._store.browse_newest(topic, before, PAGE, selection)
+        page = await self._store.browse(topic, before, PAGE, selection, newest_first=True)
         return EventList([event_row(stored) for stored in page.events], page.next)
 
-    def event_page(self, topic: str, seq: int) -> EventPage | None:
+    async def event_page(self, topic: str, seq: int) -> EventPage | None:
         if not 1 <= seq < 2**63:
             return None
-        page = self._store.browse(topic, str(seq - 1), 1)
+        page = await self._store.browse(topic, str(seq - 1), 1)
         if not page.events or page.events[0].seq != seq:
             return None
         stored = page.events[0]
         row = event_row(stored)
-        deliveries = [self._delivery(s, row) for s in self._registry.on_topic(topic)]
+        deliveries = [await self._delivery(s, row) for s in self._registry.on_topic(topic)]
         return EventPage(topic, row, data_of(orjson.loads(stored.payload)), deliveries)
 
-    def _delivery(self, subscription: Subscription, row: EventRow) -> DeliveryState:
+    async def _delivery(self, subscription: Subscription, row: EventRow) -> DeliveryState:
         name = subscription.name
         if not subscription.filter.matches(row.attributes):
             return DeliveryState(name, "not matched", "its filter does not match this event")
-        state = self._store.deliveries.state(name, row.seq)
+        state = await self._store.delivery(name, row.seq)
         if state is not None:
             detail = f"{state.attempts} attempts so far" if state.attempts else "not tried yet"
-            if state.last_status:
-                detail += f"; last {state.last_status}: {state.last_error or ''}".rstrip(": ")
+            failure = state.last_failure
+            if failure.status:
+                detail += f"; last {failure.status}: {failure.error or ''}".rstrip(": ")
             return DeliveryState(name, "pending", detail)
-        dead = self._find_dead_letter(subscription, row)
+        dead = await self._find_dead_letter(subscription, row)
         if dead is not None:
             return dead
         return DeliveryState(
@@ -315,14 +321,16 @@ class Pages:
             f"which one is not recorded per event yet ({LATER})",
         )
 
-    def _find_dead_letter(self, subscription: Subscription, row: EventRow) -> DeliveryState | None:
+    async def _find_dead_letter(
+        self, subscription: Subscription, row: EventRow
+    ) -> DeliveryState | None:
         topic = subscription.dead_letter_topic
         if topic is None:
             return None
         selection = Selection(ids=frozenset([row.id]), subscription=subscription.name)
         before = None
         for _ in range(DEAD_LETTER_SCAN):
-            page = self._store.browse_newest(topic, before, PAGE, selection)
+            page = await self._store.browse(topic, before, PAGE, selection, newest_first=True)
             for stored in page.events:
                 document = orjson.loads(stored.payload)
                 if document.get("source") == row.attributes.get("source"):

@@ -221,12 +221,12 @@ class Console:
 
     async def topic(self, request: Request, session: Session) -> Response:
         name = request.path_params["name"]
-        events = self.pages.events(name, request.query_params.get("before"))
+        events = await self.pages.events(name, request.query_params.get("before"))
         return self.render(request, "topic.html", session, topic=name, events=events)
 
     async def event(self, request: Request, session: Session) -> Response:
         name, seq = request.path_params["name"], request.path_params["seq"]
-        page = self.pages.event_page(name, seq)
+        page = await self.pages.event_page(name, seq)
         if page is None:
             raise NotFound(f"topic {name!r} holds no event {seq}")
         return self.render(request, "event.html", session, page=page)
@@ -237,7 +237,7 @@ class Console:
         subscription = self._subscription(request)
         action, choice = self._choice(request, parse_qs(request.url.query), subscription)
         ids = None if choice.all else frozenset(choice.ids)
-        affected = self.pages.dead_letters(subscription, ids)
+        affected = await self.pages.dead_letters(subscription, ids)
         return self.render(
             request,
             "confirm.html",

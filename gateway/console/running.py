@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from gateway.ops.metrics import Metrics
     from gateway.resources.subscriptions import SubscriptionRegistry
     from gateway.resources.topics import TopicRegistry
-    from gateway.store.lmdb.store import LmdbStore
+    from gateway.store.base import Store
 
 
 class GatewayParts(Protocol):
@@ -33,7 +33,7 @@ class GatewayParts(Protocol):
     def operations(self) -> list[openapi.Operation]: ...
 
     @property
-    def store(self) -> LmdbStore | None: ...
+    def store(self) -> Store | None: ...
 
     @property
     def topics(self) -> TopicRegistry | None: ...

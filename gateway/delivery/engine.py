@@ -21,13 +21,13 @@ from gateway.delivery.recorder import Recorder
 from gateway.delivery.sinks.http import Sinks
 from gateway.ops.metrics import Metrics
 from gateway.resources.subscriptions import Subscription, SubscriptionRegistry
-from gateway.store.lmdb.store import LmdbStore
+from gateway.store.base import Store
 
 
 class Engine:
     def __init__(
         self,
-        store: LmdbStore,
+        store: Store,
         subscriptions: SubscriptionRegistry,
         sink: Sinks,
         clock: Clock,

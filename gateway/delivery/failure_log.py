@@ -27,7 +27,7 @@ from gateway.clock import Clock
 from gateway.ops.logs import LineBudget
 from gateway.policy.deadletters import MAX_DL_ERROR, Failure, rfc3339_utc
 from gateway.policy.outcomes import Ack, DeadLetter, RetryAt
-from gateway.store.lmdb.deliveries import Settlement
+from gateway.store.records import Settlement
 
 log = logging.getLogger("gateway.delivery")
 BURST = 10

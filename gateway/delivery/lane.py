@@ -48,8 +48,8 @@ from gateway.policy.outcomes import (
     delivery_code,
 )
 from gateway.resources.subscriptions import Subscription
-from gateway.store.lmdb.deliveries import DueDelivery, Settlement
-from gateway.store.lmdb.store import LmdbStore
+from gateway.store.base import Store
+from gateway.store.records import Delivery, Settlement
 
 ERROR_COOLDOWN = 1.0
 
@@ -69,7 +69,7 @@ class Lane:
         self,
         subscription: Subscription,
         *,
-        store: LmdbStore,
+        store: Store,
         sink: Sinks,
         recorder: Recorder,
         log: DeliveryLog,
@@ -98,7 +98,7 @@ class Lane:
         # Due deliveries read a page at a time (not one store read per push). A page lasts
         # about one push's time; a delivery settled meanwhile by something else (expiry,
         # purge) may still be pushed once, which at-least-once allows.
-        self._ready: collections.deque[DueDelivery] = collections.deque()
+        self._ready: collections.deque[Delivery] = collections.deque()
         self._taking = True
         self.waiting = False
         self._deliveries = metrics.deliveries
@@ -142,7 +142,7 @@ class Lane:
             self._wake.clear()
             now = self._steady()
             try:
-                self._start_workers(now)
+                await self._start_workers(now)
                 await self._wait(now)
             except asyncio.CancelledError:
                 raise
@@ -153,32 +153,34 @@ class Lane:
     def _room(self) -> int:
         return self.limit.current - len(self.workers)
 
-    def _start_workers(self, now: float) -> None:
+    async def _start_workers(self, now: float) -> None:
         while self._room() > 0:
-            delivery = self._take(now)
+            delivery = await self._take(now)
             if delivery is None:
                 return
             self.workers.add(asyncio.create_task(self._work(delivery)))
 
-    def _take(self, now: float) -> DueDelivery | None:
+    async def _take(self, now: float) -> Delivery | None:
         """The next due delivery, marked in flight: from the page read last, or a new page."""
         if not self._ready:
             self._ready.extend(
-                self._store.deliveries.due(
+                await self._store.claim(
                     self.subscription.name, now, self.limit.current, self.in_flight
                 )
             )
-        if not self._ready:
-            return None
-        delivery = self._ready.popleft()
-        self.in_flight.add(delivery.seq)
-        return delivery
+        while self._ready:
+            delivery = self._ready.popleft()
+            # A store that suspends in `claim` lets two workers read overlapping pages.
+            if delivery.seq not in self.in_flight:
+                self.in_flight.add(delivery.seq)
+                return delivery
+        return None
 
     async def _wait(self, now: float) -> None:
         """Until woken (new deliveries, a free slot, a policy change) or the next due time."""
         delay = None
         if self._room() > 0:
-            due = self._store.deliveries.next_due(self.subscription.name, after=now)
+            due = await self._store.next_due(self.subscription.name, after=now)
             delay = None if due is None else max(0.0, due - now)
         waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait())}
         if delay is not None:
@@ -191,29 +193,29 @@ class Lane:
             for waiter in waiters:
                 waiter.cancel()
 
-    async def _work(self, delivery: DueDelivery) -> None:
+    async def _work(self, delivery: Delivery) -> None:
         """One slot: attempt deliveries one after another until none is due or the slot is
         no longer ours (the limit shrank, the lane stops)."""
         try:
-            current: DueDelivery | None = delivery
+            current: Delivery | None = delivery
             while current is not None:
                 await self.attempt(current)
-                current = self._next()
+                current = await self._next()
         finally:
             self.workers.discard(asyncio.current_task())
             self._wake.set()  # the supervisor decides what the free slot does next
 
-    def _next(self) -> DueDelivery | None:
+    async def _next(self) -> Delivery | None:
         workers = len(self.workers)
         if not self._taking or workers > self.limit.current:
             return None
         if workers < self.limit.current:
             self._wake.set()  # room for more workers (the limit grew): the supervisor starts them
-        return self._take(self._steady())
+        return await self._take(self._steady())
 
     # One attempt.
 
-    async def attempt(self, delivery: DueDelivery) -> None:
+    async def attempt(self, delivery: Delivery) -> None:
         """One delivery, top to bottom: expired? build, push, judge, record, count."""
         try:
             payload = delivery.payload
@@ -234,17 +236,15 @@ class Lane:
         finally:
             self.in_flight.discard(delivery.seq)
 
-    def _expired(self, delivery: DueDelivery) -> bool:
-        return delivery.state.expires <= self._steady()
+    def _expired(self, delivery: Delivery) -> bool:
+        return delivery.expires <= self._steady()
 
-    def _expire(self, delivery: DueDelivery) -> Outcome:
+    def _expire(self, delivery: Delivery) -> Outcome:
         """Expired, or its event is gone with a deleted topic: settle it, never leave it stuck
         (nothing is pushed, so its attempts stay as they were)."""
-        failure = _last_failure(delivery)
+        failure = delivery.last_failure
         decision = DeadLetter("expired")
-        return Outcome(
-            self._settlement(delivery, decision, delivery.state.attempts, failure), "other"
-        )
+        return Outcome(self._settlement(delivery, decision, delivery.attempts, failure), "other")
 
     def _build(self, payload: bytes) -> PushRequest | PushResult:
         """The signed request; or, for a stored event no push can be built from (issue 19),
@@ -263,15 +263,13 @@ class Lane:
         self._durations.observe(self._clock.monotonic() - started)
         return result
 
-    def _judge(
-        self, delivery: DueDelivery, result: PushResult, unreadable: bool = False
-    ) -> Outcome:
+    def _judge(self, delivery: Delivery, result: PushResult, unreadable: bool = False) -> Outcome:
         """What the result means and what is recorded next. `unreadable`: the push could not
         be built from the stored event, which says nothing about the destination (its
         concurrency is left alone, and it is dropped when given up unless a dead letter can
         be made of it)."""
         subscription = self.subscription
-        attempts = delivery.state.attempts + 1
+        attempts = delivery.attempts + 1
         verdict = _verdict(result, subscription.permanent_codes)
         if not unreadable:
             self._adapt(verdict)
@@ -281,7 +279,7 @@ class Lane:
             max_attempts=subscription.max_attempts,
             now=self._steady(),
             delay=self._backoff(result, attempts) if verdict is Verdict.RETRY else 0.0,
-            expires_at=delivery.state.expires,
+            expires_at=delivery.expires,
         )
         failure = None if verdict is Verdict.ACK else _failure(result, subscription.target)
         dead_letterable = not unreadable or _is_json_object(delivery.payload)
@@ -302,7 +300,7 @@ class Lane:
 
     def _settlement(
         self,
-        delivery: DueDelivery,
+        delivery: Delivery,
         decision: Decision,
         attempts: int,
         failure: Failure | None,
@@ -317,11 +315,11 @@ class Lane:
             attempts=attempts,
             failure=failure,
             dead_letter_topic=self.subscription.dead_letter_topic if dead_letterable else None,
-            due=delivery.state.due,
+            due=delivery.due,
             wall=self._clock.now(),
         )
 
-    def _count(self, delivery: DueDelivery, outcome: Outcome) -> None:
+    def _count(self, delivery: Delivery, outcome: Outcome) -> None:
         """Count the recorded outcome; log one that is not an ack."""
         settlement, code = outcome
         decision = settlement.decision
@@ -335,7 +333,7 @@ class Lane:
         self._counter(kind, code).inc()
         self.log.settled(settlement, delivery.payload)
 
-    async def _failed_inside(self, delivery: DueDelivery, error: Exception) -> None:
+    async def _failed_inside(self, delivery: Delivery, error: Exception) -> None:
         """Count and log a failure inside the gateway, and pause the slot a moment."""
         self._counter("error", "other").inc()
         self.log.internal(delivery.payload, error)
@@ -370,8 +368,3 @@ def _is_json_object(payload: bytes | None) -> bool:
         return payload is not None and isinstance(orjson.loads(payload), dict)
     except orjson.JSONDecodeError:
         return False
-
-
-def _last_failure(delivery: DueDelivery) -> Failure:
-    state = delivery.state
-    return Failure(state.last_status, state.last_error, state.last_body)

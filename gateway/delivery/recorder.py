@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable
 
 from gateway.store.base import Store
-from gateway.store.lmdb.deliveries import Settlement
+from gateway.store.records import Settlement
 
 
 class Recorder:
@@ -50,7 +50,7 @@ class Recorder:
 
     async def _commit(self, batch: list[tuple[Settlement, asyncio.Future[None]]]) -> None:
         try:
-            woken = await self._store.record([settlement for settlement, _ in batch], self._now())
+            woken = await self._store.settle([settlement for settlement, _ in batch], self._now())
         except asyncio.CancelledError:
             for _, future in batch:
                 future.cancel()

@@ -8,7 +8,7 @@ nothing. Steps: topic exists, ready, read the body within the limit, parse, stor
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import orjson
 from starlette.requests import Request
@@ -31,8 +31,8 @@ from gateway.ops.health import Readiness
 from gateway.ops.metrics import Metrics
 from gateway.problems import NotFound, NotReady
 from gateway.resources.topics import TopicRegistry
-from gateway.store.base import PublishResult
-from gateway.store.lmdb.store import LmdbStore
+from gateway.store.base import Store
+from gateway.store.records import PublishResult
 
 CLOUDEVENT_BODIES = {
     STRUCTURED: {"schema": {"type": "object", "required": list(REQUIRED)}},
@@ -40,13 +40,15 @@ CLOUDEVENT_BODIES = {
     "*/*": {"schema": {}},  # binary mode: attributes in ce-* headers, data as the body
 }
 # A request's headers and body -> the topic and the events to store there.
-Parse = Callable[[Mapping[str, str], bytes], tuple[str, Sequence[IncomingEvent]]]
+Parsed = tuple[str, Sequence[IncomingEvent]]
+# What a request's body holds, at once or (when it must ask the store) as an awaitable.
+Parse = Callable[[Mapping[str, str], bytes], Parsed | Awaitable[Parsed]]
 
 
 class Receiver:
     def __init__(
         self,
-        store: LmdbStore,
+        store: Store,
         topics: TopicRegistry,
         readiness: Readiness,
         now: Callable[[], float],
@@ -116,15 +118,14 @@ class Receiver:
         try:
             if not self._readiness.accepting:
                 raise NotReady("the gateway is not ready: " + ", ".join(self._readiness.reasons()))
-            self._store.announce()
-            try:
+            with self._store.publishing() as hint:
                 body = await read_body(request, self._max_body_size)
-                topic, events = parse(request.headers, body)
+                parsed = parse(request.headers, body)
+                if not isinstance(parsed, tuple):
+                    parsed = await parsed
+                topic, events = parsed
                 self._check_topic(topic)
-            except BaseException:
-                self._store.withdraw()
-                raise
-            result = await self._store.publish(topic, events, self._now(), announced=True)
+                result = await self._store.publish(topic, events, self._now(), hint)
         finally:
             self._metrics.publish_duration.observe(time.perf_counter() - started)
         self._metrics.count_publish(topic, result.accepted, result.duplicates)

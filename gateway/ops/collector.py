@@ -3,15 +3,16 @@
 Durable figures (pending, oldest pending age, dead-lettered and dropped by reason, dead-letter
 depth) come from counters the store keeps in the same transactions as the changes they count:
 a scrape reads a few keys per subscription and topic, never scans events, and the totals
-survive restarts. What the delivery lanes hold now (concurrency, in flight) is read through
-`LaneStatistics`, so operations never import the delivery engine that writes to its
-instruments.
+survive restarts. Those reads may wait, so `refresh()` (awaited by the `/metrics` route)
+reads them into a snapshot that `collect()` renders. What the delivery lanes hold now
+(concurrency, in flight) is read through `LaneStatistics`, so operations never import the
+delivery engine that writes to its instruments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -23,7 +24,8 @@ if TYPE_CHECKING:
     from gateway.ops.health import Readiness
     from gateway.resources.subscriptions import SubscriptionRegistry
     from gateway.resources.topics import TopicRegistry
-    from gateway.store.lmdb.store import LmdbStore
+    from gateway.store.base import Store
+    from gateway.store.records import SubscriptionCounters
 
 DEAD_LETTER_REASONS = ("exhausted", "permanent", "expired")
 DROP_REASONS = ("exhausted", "permanent", "expired", "missing", "purged", "redriven")
@@ -45,7 +47,7 @@ class LaneStatistics(Protocol):
 class Sources:
     """What the scrape-time collector reads."""
 
-    store: LmdbStore
+    store: Store
     topics: TopicRegistry
     subscriptions: SubscriptionRegistry
     lanes: LaneStatistics
@@ -53,10 +55,30 @@ class Sources:
     now: Callable[[], float]
 
 
+@dataclass
+class StoreReadings:
+    """What a scrape shows from the store, read by `GatewayCollector.refresh`."""
+
+    counters: dict[str, SubscriptionCounters] = field(default_factory=dict)
+    oldest_pending: dict[str, float | None] = field(default_factory=dict)
+    event_counts: dict[str, int] = field(default_factory=dict)
+
+
 class GatewayCollector(Collector):
     def __init__(self, sources: Sources, loop_lag: Callable[[], float]) -> None:
         self._sources = sources
         self._loop_lag = loop_lag
+        self._readings = StoreReadings()
+
+    async def refresh(self) -> None:
+        sources, readings = self._sources, StoreReadings()
+        for subscription in sources.subscriptions.all():
+            name = subscription.name
+            readings.counters[name] = await sources.store.counters(name)
+            readings.oldest_pending[name] = await sources.store.oldest_pending(name)
+        for topic in sources.topics.all():
+            readings.event_counts[topic.name] = await sources.store.event_count(topic.name)
+        self._readings = readings
 
     def collect(self) -> Iterator[Metric]:
         yield from self._subscription_metrics()
@@ -87,10 +109,12 @@ class GatewayCollector(Collector):
         now = sources.now()
         for subscription in sources.subscriptions.all():
             name = subscription.name
-            counts = sources.store.deliveries.counters(name)
+            counts = self._readings.counters.get(name)
+            if counts is None:  # added since the refresh: shown from the next scrape
+                continue
             settled = counts["acked"] + counts["deadlettered"] + counts["dropped"]
             pending.add_metric([name], counts["published"] - settled)
-            enqueued = sources.store.deliveries.oldest_pending(name)
+            enqueued = self._readings.oldest_pending.get(name)
             oldest.add_metric([name], 0.0 if enqueued is None else max(0.0, now - enqueued))
             for reason in DEAD_LETTER_REASONS:
                 dead.add_metric([name, reason], counts.get(f"deadlettered.{reason}", 0))
@@ -114,19 +138,21 @@ class GatewayCollector(Collector):
             s.dead_letter_topic for s in sources.subscriptions.all() if s.dead_letter_topic
         }
         for topic in sources.topics.all():
-            count = sources.store.event_count(topic.name)
+            count = self._readings.event_counts.get(topic.name)
+            if count is None:
+                continue
             events.add_metric([topic.name], count)
             if topic.name in dead_letter_topics:
                 depth.add_metric([topic.name], count)
         yield from (events, depth)
 
     def _store_metrics(self) -> Iterator[Metric]:
-        store = self._sources.store
-        used, size = store.used_bytes(), store.map_size()
+        statistics = self._sources.store.statistics()
+        used, size = statistics.used_bytes, statistics.capacity_bytes
         yield CounterMetricFamily(
             "cegateway_store_fsyncs",
             "Commits (each one fsync with full durability).",
-            value=store.commits,
+            value=statistics.commits,
         )
         yield GaugeMetricFamily(
             "cegateway_store_used_bytes", "Bytes of the LMDB map in use.", value=used
@@ -137,12 +163,12 @@ class GatewayCollector(Collector):
         yield GaugeMetricFamily(
             "cegateway_store_map_usage_ratio",
             "Used bytes over the maximum map size.",
-            value=used / store.max_map_size,
+            value=used / statistics.max_bytes,
         )
         yield GaugeMetricFamily(
             "cegateway_store_full",
             "1 while the store refuses writes.",
-            value=1 if store.full else 0,
+            value=1 if statistics.full else 0,
         )
 
     def _process_metrics(self) -> Iterator[Metric]:

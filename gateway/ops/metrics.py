@@ -2,11 +2,15 @@
 
 Rates and latencies measured in this process are prometheus-client counters and histograms,
 which the receiver, the store's committer and the delivery lanes write to. Durable figures are
-read at scrape time by `gateway.ops.collector`. Labels are only configured topic and
+read by `gateway.ops.collector`: the store's reads may wait (`base.Store` is async) and a
+Prometheus collector cannot, so the `/metrics` route awaits `Metrics.refresh()` first, which
+reads them into a snapshot the collector then renders. Labels are only configured topic and
 subscription names and small fixed sets.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -21,6 +25,12 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # `*_created` series double the series count and tell an operator nothing here.
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+
+class ScrapeCollector(Collector, Protocol):
+    """A collector whose figures are read (and may be waited for) before each scrape."""
+
+    async def refresh(self) -> None: ...
 
 
 class Metrics:
@@ -72,6 +82,7 @@ class Metrics:
             registry=registry,
         )
         self.loop_lag = 0.0
+        self._watched: list[ScrapeCollector] = []
         # Each topic's (published, duplicates) series, looked up once: `labels()` costs about
         # as much as the increment itself, on every publish.
         self._publish_series: dict[str, tuple[Counter, Counter]] = {}
@@ -89,9 +100,15 @@ class Metrics:
         self.commit_batch.observe(operations)
         self.commit_duration.observe(seconds)
 
-    def watch(self, collector: Collector) -> None:
+    def watch(self, collector: ScrapeCollector) -> None:
         """Serve `collector`'s figures too (`gateway.ops.collector`: read at scrape time)."""
         self.registry.register(collector)
+        self._watched.append(collector)
+
+    async def refresh(self) -> None:
+        """Let the watched collectors read what the next render shows (before each scrape)."""
+        for collector in self._watched:
+            await collector.refresh()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,6 +15,7 @@ LAG_PROBE_INTERVAL = 1.0
 
 def metrics_operation(metrics: Metrics) -> Operation:
     async def serve(request: Request) -> Response:
+        await metrics.refresh()
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     return Operation(

@@ -7,14 +7,14 @@ import logging
 from collections.abc import Callable, Iterable
 
 from gateway.clock import Clock
-from gateway.store.lmdb.store import LmdbStore
+from gateway.store.base import Store
 
 log = logging.getLogger("gateway.retention")
 SWEEP_INTERVAL = 60.0
 
 
 async def run_retention(
-    store: LmdbStore,
+    store: Store,
     now: Callable[[], float],
     clock: Clock,
     wake: Callable[[Iterable[str]], None] = lambda names: None,

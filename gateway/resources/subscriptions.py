@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -32,9 +32,7 @@ from gateway.destinations.egress import EgressPolicy
 from gateway.destinations.targets import Target, build_target
 from gateway.policy.backoff import RetryPolicy
 from gateway.policy.filters import Filter, FilterError, compile_filters
-from gateway.store.lmdb import keys
-from gateway.store.lmdb.scan import scan_prefix
-from gateway.store.lmdb.store import LmdbStore
+from gateway.store.base import Store
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.subscriptions")
@@ -221,13 +219,36 @@ def _reaches(edges: Mapping[str, set[str]], start: str, goal: str) -> bool:
     return False
 
 
-class SubscriptionRegistry:
-    """The subscriptions in force: persisted in the store's meta table, compiled in memory.
+class RoutingTable:
+    """The store's `Routing`: the subscriptions in force, by topic. Created before the store
+    is opened (and handed to it), filled by the `SubscriptionRegistry` loaded after; the
+    registry swaps `by_topic` whole, never edits it in place (see its class doc)."""
 
-    Fan-out reads the indexes from the writer thread while a change is committed. So the
-    indexes are never edited in place: each change builds new ones and swaps them in, inside
-    the same write operation that persists it. Publishes committed after a change see it,
-    those before it do not, and none sees half of it.
+    def __init__(self) -> None:
+        self.by_topic: dict[str, tuple[Subscription, ...]] = {}
+
+    def fanout(self, topic: str, attributes: Mapping[str, Any]) -> list[tuple[str, float]]:
+        """The subscriptions of `topic` whose filter matches, each with its delivery delay
+        (called in the write transaction)."""
+        return [
+            (sub.name, sub.delivery_delay)
+            for sub in self.by_topic.get(topic, ())
+            if sub.filter.matches(attributes)
+        ]
+
+    def subscriptions_of(self, topic: str) -> list[tuple[str, str | None]]:
+        return [(sub.name, sub.dead_letter_topic) for sub in self.by_topic.get(topic, ())]
+
+
+class SubscriptionRegistry:
+    """The subscriptions in force: persisted in the store (subscription rows), compiled in
+    memory, routed through `routing` (the store's `Routing`).
+
+    Fan-out reads the indexes from the store's writer while a change is committed. So the
+    indexes are never edited in place: each change builds new ones and swaps them in at the
+    change's place in the store's commit order (the `apply` of `Store.put_subscription` /
+    `delete_subscription`). Publishes committed after a change see it, those before it do
+    not, and none sees half of it.
 
     `mutations` serialises configuration changes (API, reload, Pretry), so a check and the
     change it guards (no subscription uses this topic; no dead-letter cycle) cannot interleave
@@ -235,21 +256,26 @@ class SubscriptionRegistry:
     """
 
     def __init__(
-        self, store: LmdbStore, topic_exists: Callable[[str], bool], egress: EgressPolicy
+        self,
+        store: Store,
+        routing: RoutingTable,
+        topic_exists: Callable[[str], bool],
+        egress: EgressPolicy,
     ) -> None:
         self._store = store
+        self._routing = routing
         self._topic_exists = topic_exists
         self.egress = egress
         self._by_name: dict[str, Subscription] = {}
-        self._by_topic: dict[str, tuple[Subscription, ...]] = {}
         self.on_change: Callable[[], None] = lambda: None
         self.mutations = asyncio.Lock()
 
-    def load(self) -> None:
+    async def load(self) -> None:
         """Compile what the store holds; one that no longer validates (or no longer decodes,
         as a spec saved before a range was enforced) is logged and skipped, so it never
         stops a start nor makes a listing fail."""
-        for raw in self._store.read(_stored_specs(self._store)):
+        rows = await self._store.subscription_rows()
+        for raw in [spec for name, row in rows if (spec := _decoded(name, row)) is not None]:
             try:
                 subscription = build_subscription(raw, raw.name, self._topic_exists, self.egress)
             except ConfigError as error:
@@ -264,16 +290,7 @@ class SubscriptionRegistry:
         return sorted(self._by_name.values(), key=lambda subscription: subscription.name)
 
     def on_topic(self, topic: str) -> Sequence[Subscription]:
-        return self._by_topic.get(topic, ())
-
-    def fanout(self, topic: str, attributes: Mapping[str, Any]) -> list[tuple[str, float]]:
-        """The subscriptions of `topic` whose filter matches, each with its delivery delay
-        (called in the write transaction)."""
-        return [
-            (sub.name, sub.delivery_delay)
-            for sub in self._by_topic.get(topic, ())
-            if sub.filter.matches(attributes)
-        ]
+        return self._routing.by_topic.get(topic, ())
 
     def build(
         self, raw: RawSubscription, path: str = "subscription", new_topics: Iterable[str] = ()
@@ -291,38 +308,30 @@ class SubscriptionRegistry:
         return subscription
 
     async def put(self, subscription: Subscription) -> bool:
-        key = keys.subscription_key(subscription.name)
         spec = msgspec.json.encode(subscription.spec)
-
-        def run(txn: Any) -> bool:
-            created = txn.get(key, db=self._store.db["meta"]) is None
-            txn.put(key, spec, db=self._store.db["meta"])
-            self._swap(add=subscription)  # in the transaction's order (see class doc)
-            return created
-
-        created = await self._changed(run)
+        # The swap happens in the store's commit order (see class doc).
+        change = self._store.put_subscription(
+            subscription.name, spec, lambda: self._swap(add=subscription)
+        )
+        created = await self._changed(change)
         self.on_change()
         return created
 
     async def delete(self, name: str) -> int:
         """Remove the subscription and its pending deliveries; returns how many were dropped."""
-
-        def run(txn: Any) -> int:
-            dropped = self._store.deliveries.delete_subscription(txn, name)
-            self._swap(remove=name)  # no publish after this one fans out to it
-            return dropped
-
-        dropped = await self._changed(run)
+        # No publish ordered after this one fans out to it.
+        change = self._store.delete_subscription(name, lambda: self._swap(remove=name))
+        dropped = await self._changed(change)
         self.on_change()
         return dropped
 
-    async def _changed(self, run: Callable[[Any], T]) -> T:
+    async def _changed(self, change: Awaitable[T]) -> T:
         try:
-            return await self._store.write(run)
+            return await change
         except BaseException:
             # The commit failed after the indexes were swapped: rebuild them from the store.
-            self._by_name, self._by_topic = {}, {}
-            self.load()
+            self._by_name, self._routing.by_topic = {}, {}
+            await self.load()
             raise
 
     def uses_topic(self, topic: str) -> list[str]:
@@ -341,22 +350,13 @@ class SubscriptionRegistry:
         by_topic: dict[str, list[Subscription]] = {}
         for subscription in sorted(by_name.values(), key=lambda sub: sub.name):
             by_topic.setdefault(subscription.topic, []).append(subscription)
-        self._by_topic = {topic: tuple(subs) for topic, subs in by_topic.items()}
+        self._routing.by_topic = {topic: tuple(subs) for topic, subs in by_topic.items()}
         self._by_name = by_name
 
 
-def _stored_specs(store: LmdbStore) -> Callable[[Any], list[RawSubscription]]:
-    def run(txn: Any) -> list[RawSubscription]:
-        rows = scan_prefix(txn, store.db["meta"], keys.SUBSCRIPTION_PREFIX)
-        return [spec for key, value in rows if (spec := _decoded(key, value)) is not None]
-
-    return run
-
-
-def _decoded(key: bytes, value: bytes) -> RawSubscription | None:
+def _decoded(name: str, value: bytes) -> RawSubscription | None:
     try:
         return msgspec.json.decode(value, type=RawSubscription)
     except (msgspec.ValidationError, msgspec.DecodeError) as error:
-        name = bytes(key).removeprefix(keys.SUBSCRIPTION_PREFIX).decode(errors="replace")
         log.error("stored subscription %s is invalid and was skipped: %s", name, error)
         return None

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from gateway.config.settings import DEFAULT_TOPIC, TopicSettings
 from gateway.problems import NotFound
-from gateway.store.lmdb.store import LmdbStore
+from gateway.store.base import Store
 
 DEFAULT_RETENTION = 24 * 3600.0
 
 
 class TopicRegistry:
-    def __init__(self, store: LmdbStore) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
-        self._topics = {topic.name: topic for topic in store.topics()}
+        self._topics: dict[str, TopicSettings] = {}
+
+    async def load(self) -> None:
+        """Mirror the topics the store holds."""
+        self._topics = {topic.name: topic for topic in await self._store.topics()}
 
     def get(self, name: str) -> TopicSettings:
         topic = self._topics.get(name)

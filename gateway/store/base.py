@@ -1,177 +1,193 @@
-"""The store interface: what the rest of the gateway needs from the store, and the values
-it hands back.
+"""The store seam: the named operations the rest of the gateway needs from its store.
 
-LMDB (`gateway.store.lmdb.store`) is the embedded implementation; the interface is what lets a
-distributed store take its place when one node is not enough.
+No transaction, table handle, key format or map size crosses it; the values that do live in
+`gateway.store.records`. LMDB (`gateway.store.lmdb.store.LmdbStore`, opened by
+`gateway.store.open.open_store`) is the embedded implementation; the seam is what lets a
+networked store take its place. What such a store must wait for is `async` here (LMDB may
+complete at once).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from collections.abc import Callable, Container, Sequence
+from typing import Protocol
 
 from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
-from gateway.store.lmdb.committer import Transaction
+from gateway.store.records import (
+    DeadLetterResult,
+    Delivery,
+    LastOutcome,
+    Page,
+    PublishResult,
+    RetentionOf,
+    Routing,
+    Selection,
+    Settlement,
+    StoreStatistics,
+    SubscriptionCounters,
+    SweepResult,
+)
 
-if TYPE_CHECKING:
-    from gateway.store.lmdb.deliveries import DueDelivery, Settlement
-    from gateway.store.lmdb.keys import DeliveryState, LastOutcome
-    from gateway.store.lmdb.redrive import RetentionOf, Selection
-
-T = TypeVar("T")
-
-# Which subscriptions of `topic` an event with these attributes goes to, each with the delay
-# before its first attempt in seconds (decided in the write transaction that stores the event,
-# so no subscription can miss an acked event).
-Fanout = Callable[[str, Mapping[str, Any]], Sequence[tuple[str, float]]]
-
-# For a topic: each (subscription, dead-letter topic or None) that may hold deliveries of it.
-# Expiry settles those deliveries; purge and redrive drop them.
-SubscriptionsOf = Callable[[str], Sequence[tuple[str, str | None]]]
-
-
-@dataclass(frozen=True, slots=True)
-class PublishResult:
-    accepted: int
-    duplicates: int
-    subscriptions: frozenset[str] = frozenset()
+__all__ = ["PublishHint", "Routing", "Store"]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    seq: int
-    received: float
-    payload: bytes
+class PublishHint(Protocol):
+    """A publish is on its way (`Store.publishing`): lets group commit wait for it briefly.
+    LMDB announces it on enter and withdraws it on an exit that never reached `publish`."""
 
+    def __enter__(self) -> PublishHint: ...
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    events: list[StoredEvent]
-    next: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class SweepResult:
-    expired_events: int
-    woken: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterResult:
-    handled: int  # redriven or purged
-    skipped: int  # left in place (redrive: the subscription no longer exists)
-    woken: frozenset[str] = frozenset()
-
-
-class Deliveries(Protocol):
-    """The delivery ledger as code outside the store uses it: the engine's lanes read what is
-    due, the admin API and metrics read counters, the subscription registry drops a deleted
-    subscription's deliveries, and the app tells it which subscriptions a topic has."""
-
-    subscriptions_of: SubscriptionsOf
-
-    def due(
-        self, subscription: str, now: float, limit: int, skip: set[int] | frozenset[int]
-    ) -> list[DueDelivery]:
-        """Up to `limit` deliveries due by `now`, earliest first, not in `skip` (in flight)."""
-        ...
-
-    def next_due(self, subscription: str, after: float) -> float | None: ...
-
-    def counters(self, subscription: str) -> dict[str, int]: ...
-
-    def last_outcome(self, subscription: str) -> LastOutcome:
-        """When the subscription's last attempts succeeded and failed, and what failed."""
-        ...
-
-    def oldest_pending(self, subscription: str) -> float | None: ...
-
-    def state(self, subscription: str, seq: int) -> DeliveryState | None: ...
-
-    def delete_subscription(self, txn: Transaction, subscription: str) -> int:
-        """Inside `txn`: drop the subscription's pending deliveries, counters and spec row."""
-        ...
+    def __exit__(self, *exc: object) -> None: ...
 
 
 class Store(Protocol):
-    """Every member the rest of the gateway uses (receiver, engine, admin and pretry APIs,
-    registries, retention, metrics, app); `LmdbStore` is checked against it by mypy."""
+    """What the receiver, engine, registries, admin and Pretry APIs, retention, metrics and
+    console use; `LmdbStore` is checked against it by mypy.
 
-    fanout: Fanout  # set by the app once the subscription registry is loaded
-    on_commit: Callable[[int, float], None]  # (operations, seconds) after each commit
+    Routing (`records.Routing`, given to `open_store`) is called inside the transaction that
+    stores an event, so no subscription can miss an acked event.
 
-    @property
-    def db(self) -> Mapping[str, Any]:
-        """Table handles for `read`/`write`: the subscription registry and the pretry API keep
-        their own rows in `meta` (an LMDB detail a second implementation would have to map)."""
+    ORDERING GUARANTEE routing relies on: `put_subscription` and `delete_subscription` call
+    `apply` (which swaps the routing indexes) at the point of the store's commit order where
+    the change takes effect (LMDB: inside the one writer's transaction). So a publish ordered
+    after the change fans out with the new routing, one ordered before it with the old, and
+    none sees half of it. A second implementation must keep this (PostgreSQL: a config
+    version bumped under an advisory lock, checked by each publish transaction). If the
+    change's commit fails after `apply`, the caller rebuilds its routing from
+    `subscription_rows`.
+    """
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def publishing(self) -> PublishHint:
+        """A group-commit hint to hold while a publish is parsed; may do nothing."""
         ...
 
-    @property
-    def deliveries(self) -> Deliveries: ...
-
-    @property
-    def full(self) -> bool:
-        """The last commit failed for want of space and the map is at its maximum."""
+    async def publish(
+        self,
+        topic: str,
+        events: Sequence[IncomingEvent],
+        now: float,
+        hint: PublishHint | None = None,
+    ) -> PublishResult:
+        """Store the batch all or nothing, deduplicated on (source, id) within retention, and
+        fan it out (`Routing.fanout`). `hint`: the one held since the request arrived."""
         ...
 
-    @property
-    def max_map_size(self) -> int: ...
+    # -- deliveries -------------------------------------------------------------------------
 
-    @property
-    def commits(self) -> int:
-        """Write transactions committed so far (each one fsync with full durability)."""
+    async def claim(
+        self, subscription: str, now: float, limit: int, skip: Container[int]
+    ) -> list[Delivery]:
+        """Up to `limit` deliveries due by `now`, earliest first, not in `skip` (in flight)."""
         ...
 
-    def read(self, run: Callable[[Transaction], T]) -> T: ...
-
-    async def write(
-        self, run: Callable[[Transaction], T], announced: bool = False, grows: bool = False
-    ) -> T: ...
-
-    def announce(self) -> None:
-        """A publish is on its way (lets group commit wait for it briefly)."""
+    async def next_due(self, subscription: str, after: float) -> float | None:
+        """The earliest due time later than `after`, if any."""
         ...
 
-    def withdraw(self) -> None: ...
+    async def delivery(self, subscription: str, seq: int) -> Delivery | None:
+        """The pending delivery of event `seq` to `subscription`, if there is one."""
+        ...
 
-    def topics(self) -> list[TopicSettings]: ...
+    async def settle(self, settlements: Sequence[Settlement], now: float) -> set[str]:
+        """Record attempts' outcomes atomically; returns subscriptions to wake (they got new
+        deliveries: dead letters fanned out)."""
+        ...
+
+    async def counters(self, subscription: str) -> SubscriptionCounters:
+        """The subscription's counters (`records.COUNTERS`, and per reason)."""
+        ...
+
+    async def last_outcome(self, subscription: str) -> LastOutcome:
+        """When the subscription's last attempts succeeded and failed, and what failed."""
+        ...
+
+    async def oldest_pending(self, subscription: str) -> float | None:
+        """When the oldest pending delivery was created (scheduling clock)."""
+        ...
+
+    # -- events -----------------------------------------------------------------------------
+
+    async def browse(
+        self,
+        topic: str,
+        cursor: str | None,
+        limit: int,
+        selection: Selection | None = None,
+        *,
+        newest_first: bool = False,
+    ) -> Page:
+        """A page of the topic's events after `cursor` (oldest first), or before it
+        (`newest_first`), optionally only the dead letters `selection` matches."""
+        ...
+
+    async def redrive(
+        self, topic: str, selection: Selection, retention_of: RetentionOf, now: float
+    ) -> DeadLetterResult:
+        """Move selected dead letters back to their subscriptions (crash-safe, no duplicate)."""
+        ...
+
+    async def purge(self, topic: str, selection: Selection) -> DeadLetterResult: ...
+
+    async def sweep(self, now: float, wall: float) -> SweepResult:
+        """Delete events whose retention ended, settling their pending deliveries first."""
+        ...
+
+    # -- topic rows -------------------------------------------------------------------------
+
+    async def topics(self) -> list[TopicSettings]: ...
 
     async def put_topic(self, topic: TopicSettings) -> bool:
         """Create or replace; True when it was created."""
         ...
 
-    async def delete_topic(self, name: str) -> None: ...
-
-    def event_count(self, topic: str) -> int: ...
-
-    async def publish(
-        self, topic: str, events: Sequence[IncomingEvent], now: float, announced: bool = False
-    ) -> PublishResult: ...
-
-    async def record(self, settlements: Sequence[Settlement], now: float) -> set[str]:
-        """Record attempts' outcomes in one transaction; returns subscriptions to wake."""
+    async def delete_topic(self, name: str) -> None:
+        """Delete the topic and its events."""
         ...
 
-    def browse(
-        self, topic: str, after: str | None, limit: int, selection: Selection | None = None
-    ) -> Page: ...
+    async def event_count(self, topic: str) -> int: ...
 
-    def browse_newest(
-        self, topic: str, before: str | None, limit: int, selection: Selection | None = None
-    ) -> Page: ...
+    # -- subscription rows (the spec as stored JSON bytes; the registry decodes) ------------
 
-    async def redrive(
-        self, topic: str, selection: Selection, retention_of: RetentionOf, now: float
-    ) -> DeadLetterResult: ...
+    async def subscription_rows(self) -> list[tuple[str, bytes]]:
+        """(name, spec) of every stored subscription."""
+        ...
 
-    async def purge(self, topic: str, selection: Selection) -> DeadLetterResult: ...
+    async def put_subscription(self, name: str, spec: bytes, apply: Callable[[], None]) -> bool:
+        """Store the spec and call `apply` in the same commit (see the ordering guarantee);
+        True when it was created."""
+        ...
 
-    async def sweep(self, now: float, wall: float) -> SweepResult: ...
+    async def delete_subscription(self, name: str, apply: Callable[[], None]) -> int:
+        """Drop the spec, pending deliveries, counters and last outcome, calling `apply` in
+        the same commit; returns how many pending deliveries were dropped."""
+        ...
 
-    def used_bytes(self) -> int: ...
+    # -- extension rows (opaque bytes by kind and key: Pretry configs are kind "pretry") ----
 
-    def map_size(self) -> int: ...
+    async def extension_row(self, kind: str, key: str) -> bytes | None: ...
+
+    async def put_extension_row(self, kind: str, key: str, value: bytes) -> None: ...
+
+    async def delete_extension_row(self, kind: str, key: str) -> None: ...
+
+    # -- operations -------------------------------------------------------------------------
+
+    def statistics(self) -> StoreStatistics:
+        """A snapshot; never waits."""
+        ...
+
+    @property
+    def full(self) -> bool:
+        """Writes are refused for want of space (as `statistics().full`, but cheap enough for
+        readiness, which is asked on every publish)."""
+        ...
+
+    async def maintain(self) -> None:
+        """What the store needs done while it is open, run by the app as a task until
+        cancelled (LMDB: trims the mapped memory); may return at once."""
+        ...
 
     def close(self) -> None: ...

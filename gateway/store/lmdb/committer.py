@@ -271,6 +271,32 @@ class Committer:
                 pass
 
 
+class PublishAnnouncement:
+    """`LmdbStore.publishing()`: announces a publish on enter; withdraws it on an exit that
+    never handed it to a publish (the request failed before reaching the store)."""
+
+    __slots__ = ("_committer", "_pending")
+
+    def __init__(self, committer: Committer) -> None:
+        self._committer = committer
+        self._pending = False
+
+    def __enter__(self) -> PublishAnnouncement:
+        self._committer.announce()
+        self._pending = True
+        return self
+
+    def hand_over(self) -> bool:
+        """The publish takes the announcement over (True if there was one to take)."""
+        pending, self._pending = self._pending, False
+        return pending
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pending:
+            self._pending = False
+            self._committer.withdraw()
+
+
 class Waves:
     """How many publishes a wave under load holds, for the writer to know when one is whole:
     the largest of the last few commits, so that a wave a pause split once is joined up again.

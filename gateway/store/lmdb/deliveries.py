@@ -11,47 +11,23 @@ published = acked + deadlettered + dropped + pending (R8).
 from __future__ import annotations
 
 from collections.abc import Container, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import msgspec
 import orjson
 
 from gateway.policy.deadletters import Failure, dead_letter_attributes, dead_letter_payload
-from gateway.policy.outcomes import Ack, DeadLetter, Decision, RetryAt
-from gateway.store.base import SubscriptionsOf
+from gateway.policy.outcomes import Ack, DeadLetter, RetryAt
 from gateway.store.lmdb import keys
 from gateway.store.lmdb.acks import PlainAck, apply_acks, settled_successes
 from gateway.store.lmdb.committer import Transaction
 from gateway.store.lmdb.scan import delete_prefix, scan_keys, scan_prefix
+from gateway.store.records import COUNTERS, Delivery, LastOutcome, Settlement
 
 if TYPE_CHECKING:
     from gateway.store.lmdb.store import LmdbStore
 
 NO_DEDUP = bytes(32)  # dead letters are never deduplicated (two subscriptions may give up)
-COUNTERS = ("published", "acked", "deadlettered", "dropped")
-
-
-@dataclass(frozen=True, slots=True)
-class DueDelivery:
-    subscription: str
-    seq: int
-    state: keys.DeliveryState
-    payload: bytes | None  # None: the event is gone (its topic was deleted); nothing to push
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """The outcome of one attempt, as the engine decided it, to be recorded atomically."""
-
-    subscription: str
-    seq: int
-    decision: Decision
-    attempts: int
-    failure: Failure | None
-    dead_letter_topic: str | None = None
-    wall: float = 0.0  # for the dltime attribute
-    due: float | None = None  # the due time it was taken at (lets an ack skip a read)
 
 
 def plain_ack(settlement: Settlement) -> PlainAck | None:
@@ -66,8 +42,6 @@ class DeliveryLedger:
     def __init__(self, store: LmdbStore) -> None:
         self._store = store
         self._db = store.db
-        # Set by the app from the subscription registry; expiry, purge and redrive use it.
-        self.subscriptions_of: SubscriptionsOf = lambda topic: ()
 
     # -- writes inside a transaction -------------------------------------------------------
 
@@ -224,7 +198,7 @@ class DeliveryLedger:
     ) -> set[str]:
         """The event's retention ended: every delivery still pending is dead-lettered/dropped."""
         woken: set[str] = set()
-        for subscription, dead_letter_topic in self.subscriptions_of(topic):
+        for subscription, dead_letter_topic in self._store.routing.subscriptions_of(topic):
             value = txn.get(keys.delivery_key(subscription, seq), db=self._db["deliveries"])
             if value is None:
                 continue
@@ -245,7 +219,7 @@ class DeliveryLedger:
     def drop_event(self, txn: Transaction, topic: str, seq: int, reason: str) -> None:
         """The event left its topic (purged, redriven): its pending deliveries to that topic's
         subscriptions can never be made, so they are dropped and counted, not left stuck."""
-        for subscription, _ in self.subscriptions_of(topic):
+        for subscription, _ in self._store.routing.subscriptions_of(topic):
             value = txn.get(keys.delivery_key(subscription, seq), db=self._db["deliveries"])
             if value is not None:
                 self._remove(txn, subscription, keys.decode_delivery(value))
@@ -253,7 +227,8 @@ class DeliveryLedger:
                 self.count(subscription, f"dropped.{reason}")
 
     def delete_subscription(self, txn: Transaction, subscription: str) -> int:
-        """Drop every pending delivery of `subscription` and its counters; returns how many."""
+        """Drop every pending delivery of `subscription`, its counters, last outcome and spec
+        row; returns how many deliveries."""
         dropped = delete_prefix(txn, self._db["deliveries"], keys.delivery_prefix(subscription))
         delete_prefix(txn, self._db["due"], keys.due_prefix(subscription))
         delete_prefix(txn, self._db["meta"], keys.counter_key(subscription, ""))
@@ -266,13 +241,13 @@ class DeliveryLedger:
 
     def due(
         self, subscription: str, now: float, limit: int, skip: Container[int]
-    ) -> list[DueDelivery]:
+    ) -> list[Delivery]:
         """Up to `limit` deliveries due by `now`, earliest first, not in `skip` (in flight)."""
         prefix = keys.due_prefix(subscription)
         horizon = keys.due_key(subscription, now, 2**64 - 1)
 
-        def run(txn: Transaction) -> list[DueDelivery]:
-            found: list[DueDelivery] = []
+        def run(txn: Transaction) -> list[Delivery]:
+            found: list[Delivery] = []
             for key in scan_keys(txn, self._db["due"], prefix):
                 if len(found) >= limit or key > horizon:
                     break
@@ -283,12 +258,12 @@ class DeliveryLedger:
 
         return self._store.read(run)
 
-    def _load(self, txn: Transaction, subscription: str, seq: int) -> list[DueDelivery]:
+    def _load(self, txn: Transaction, subscription: str, seq: int) -> list[Delivery]:
         value = txn.get(keys.delivery_key(subscription, seq), db=self._db["deliveries"])
         if value is None:
             return []
         state = keys.decode_delivery(value)
-        return [DueDelivery(subscription, seq, state, self._payload(txn, state))]
+        return [delivery_record(subscription, state, self._payload(txn, state))]
 
     def next_due(self, subscription: str, after: float) -> float | None:
         """The earliest due time later than `after`, if any."""
@@ -314,11 +289,11 @@ class DeliveryLedger:
 
         return self._store.read(run)
 
-    def last_outcome(self, subscription: str) -> keys.LastOutcome:
+    def last_outcome(self, subscription: str) -> LastOutcome:
         """The subscription's last success and last failure (what its status shows)."""
         meta = self._db["meta"]
 
-        def run(txn: Transaction) -> keys.LastOutcome:
+        def run(txn: Transaction) -> LastOutcome:
             success = txn.get(keys.last_success_key(subscription), db=meta)
             return keys.decode_last(success, txn.get(keys.last_failure_key(subscription), db=meta))
 
@@ -336,13 +311,16 @@ class DeliveryLedger:
 
         return self._store.read(run)
 
-    def state(self, subscription: str, seq: int) -> keys.DeliveryState | None:
+    def delivery(self, subscription: str, seq: int) -> Delivery | None:
         """The pending delivery of event `seq` to `subscription`, if there is one."""
         key = keys.delivery_key(subscription, seq)
 
-        def run(txn: Transaction) -> keys.DeliveryState | None:
+        def run(txn: Transaction) -> Delivery | None:
             value = txn.get(key, db=self._db["deliveries"])
-            return None if value is None else keys.decode_delivery(value)
+            if value is None:
+                return None
+            state = keys.decode_delivery(value)
+            return delivery_record(subscription, state, self._payload(txn, state))
 
         return self._store.read(run)
 
@@ -355,6 +333,16 @@ class DeliveryLedger:
             return sum(1 for _ in scan_keys(txn, self._db["deliveries"], prefix))
 
         return self._store.read(run)
+
+
+def delivery_record(
+    subscription: str, state: keys.DeliveryState, payload: bytes | None
+) -> Delivery:
+    """The row as the value crossing the seam."""
+    failure = Failure(state.last_status, state.last_error, state.last_body)
+    return Delivery(
+        subscription, state.seq, state.attempts, state.due, state.expires, payload, failure
+    )
 
 
 def event_attributes(payload: bytes) -> dict[str, object]:

@@ -17,13 +17,12 @@ import orjson
 
 from gateway.events import IncomingEvent
 from gateway.problems import InvalidRequest
-from gateway.store.base import Page, PublishResult, StoredEvent
 from gateway.store.lmdb import keys
 from gateway.store.lmdb.committer import Transaction
 from gateway.store.lmdb.deliveries import NO_DEDUP, event_attributes
-from gateway.store.lmdb.redrive import Selection
 from gateway.store.lmdb.scan import scan_prefix
 from gateway.store.lmdb.topic_rows import topic_retention
+from gateway.store.records import Page, PublishResult, Selection, StoredEvent
 
 if TYPE_CHECKING:
     from gateway.store.lmdb.store import LmdbStore
@@ -50,7 +49,7 @@ def publish_events(
             db=db["events"],
         )
         txn.put(dedup, keys.DEDUP_VALUE.pack(seq, now), db=db["dedup"])
-        for subscription, delay in store.fanout(topic, event.attributes):
+        for subscription, delay in store.routing.fanout(topic, event.attributes):
             store.deliveries.enqueue(
                 txn,
                 subscription,
@@ -88,7 +87,7 @@ def append_event(
     tallies.assigned(seq)
     tallies.count_events(topic, 1)
     subscriptions: set[str] = set()
-    for subscription, delay in store.fanout(topic, event_attributes(payload)):
+    for subscription, delay in store.routing.fanout(topic, event_attributes(payload)):
         store.deliveries.enqueue(
             txn, subscription, topic, seq, now + delay, now + retention, enqueued=now
         )

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass
 
 import msgspec
 import orjson
+
+from gateway.store.records import LastOutcome
 
 SEQ = struct.Struct(">Q")
 TIME = struct.Struct(">d")
@@ -140,17 +141,6 @@ def last_success_key(subscription: str) -> bytes:
 
 def last_failure_key(subscription: str) -> bytes:
     return last_prefix(subscription) + b"failure"
-
-
-@dataclass(frozen=True, slots=True)
-class LastOutcome:
-    """When a subscription's last attempts succeeded and failed (wall seconds), and what the
-    last failed one saw: an HTTP status ("503") or error kind ("timeout"), and short text."""
-
-    success_time: float | None = None
-    failure_time: float | None = None
-    status: str | None = None
-    error: str | None = None
 
 
 def encode_failure(wall: float, status: str | None, error: str | None) -> bytes:

@@ -12,45 +12,24 @@ and the actions are what one batch does inside its transaction.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from gateway.policy.deadletters import redriven_payload
-from gateway.store.base import DeadLetterResult
 from gateway.store.lmdb import keys
 from gateway.store.lmdb.committer import Transaction
 from gateway.store.lmdb.deliveries import DeliveryLedger
 from gateway.store.lmdb.scan import scan_keys
 from gateway.store.lmdb.topic_rows import topic_retention
+from gateway.store.records import DeadLetterResult, RetentionOf, Selection
 
 if TYPE_CHECKING:
     from gateway.store.lmdb.store import LmdbStore
 
 BATCH = 1000
 SCAN_WINDOW = 4 * BATCH
-
-# For a subscription name: its retention in seconds (from its topic), or None if it is gone.
-RetentionOf = Callable[[str], float | None]
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """Which dead letters: these event ids (or all), optionally of one subscription/reason."""
-
-    ids: frozenset[str] | None = None
-    subscription: str | None = None
-    reason: str | None = None
-
-    def matches(self, document: dict[str, object]) -> bool:
-        if self.ids is not None and document.get("id") not in self.ids:
-            return False
-        if self.subscription is not None and document.get("dlsubscription") != self.subscription:
-            return False
-        return self.reason is None or document.get("dlreason") == self.reason
-
 
 # One batch in its write transaction: (after, woken, txn) -> (handled, skipped, last, done).
 Batch = Callable[[int, set[str], Transaction], tuple[int, int, int, bool]]

@@ -8,8 +8,10 @@ stale reader slots left by a killed process are reclaimed at open (R14).
 This module owns only the environment: opening and locking it, growing the map, and running
 read and group-committed write transactions. What the tables hold lives next to it: topic rows
 in `topics`, publish and browse in `events`, dead-letter redrive and purge in `redrive`, the
-retention sweep in `sweep`, deliveries in `deliveries`. `LmdbStore`'s methods for those are thin
-delegates, so the rest of the gateway sees one object (the `base.Store` protocol).
+retention sweep in `sweep`, deliveries in `deliveries`, subscription and extension rows in
+`meta`. `LmdbStore`'s methods for those are thin delegates, so the rest of the gateway sees one
+object (the `base.Store` protocol). Its reads complete at once: the protocol's `async` reads
+are coroutines over a synchronous read transaction.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Container, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,20 +29,13 @@ import lmdb
 from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
 from gateway.problems import GatewayError, StoreFailure, StoreFull
-from gateway.store.base import (
-    DeadLetterResult,
-    Fanout,
-    Page,
-    PublishResult,
-    Store,
-    SweepResult,
-)
-from gateway.store.lmdb import mapped
+from gateway.store.base import PublishHint, Store
+from gateway.store.lmdb import mapped, meta
 from gateway.store.lmdb import topic_rows as topic_rows
 from gateway.store.lmdb.ack_writer import AckWriter, AckWriterUnavailable
 from gateway.store.lmdb.acks import PlainAck
-from gateway.store.lmdb.committer import Committer, Transaction
-from gateway.store.lmdb.deliveries import DeliveryLedger, Settlement, plain_ack
+from gateway.store.lmdb.committer import Committer, PublishAnnouncement, Transaction
+from gateway.store.lmdb.deliveries import DeliveryLedger, plain_ack
 from gateway.store.lmdb.environment import ENV_FILE, TABLES, open_environment
 from gateway.store.lmdb.event_table import (
     append_event,
@@ -49,14 +44,23 @@ from gateway.store.lmdb.event_table import (
     cursor_seq,
     publish_events,
 )
-from gateway.store.lmdb.redrive import (
-    RetentionOf,
-    Selection,
-    purge_dead_letters,
-    redrive_dead_letters,
-)
+from gateway.store.lmdb.redrive import purge_dead_letters, redrive_dead_letters
 from gateway.store.lmdb.sweep import sweep_expired
 from gateway.store.lmdb.tallies import Tallies
+from gateway.store.records import (
+    DeadLetterResult,
+    Delivery,
+    LastOutcome,
+    Page,
+    PublishResult,
+    RetentionOf,
+    Routing,
+    Selection,
+    Settlement,
+    StoreStatistics,
+    SubscriptionCounters,
+    SweepResult,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.store")
@@ -69,6 +73,16 @@ class DataDirInUse(RuntimeError):
     """Another gateway holds this data directory."""
 
 
+class NoRouting:
+    """Routing for a store opened without subscriptions (tools, LMDB unit tests)."""
+
+    def fanout(self, topic: str, attributes: Mapping[str, Any]) -> Sequence[tuple[str, float]]:
+        return ()
+
+    def subscriptions_of(self, topic: str) -> Sequence[tuple[str, str | None]]:
+        return ()
+
+
 class LmdbStore:
     def __init__(
         self,
@@ -77,16 +91,18 @@ class LmdbStore:
         map_size: int = 256 * 1024**2,
         max_map_size: int = 32 * 1024**3,
         fsync: bool = True,
-        fanout: Fanout | None = None,
+        routing: Routing | None = None,
+        on_commit: Callable[[int, float], None] | None = None,
     ) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fd = _lock_data_dir(data_dir)
         self.max_map_size = max(max_map_size, map_size)
         # Called by the writer thread after each commit with (operations, seconds).
-        self.on_commit: Callable[[int, float], None] = lambda operations, seconds: None
+        self.on_commit = on_commit or (lambda operations, seconds: None)
         self._read_gate = threading.Lock()
         self._closed = False
-        self.fanout: Fanout = fanout or (lambda topic, attributes: ())
+        # Called in the writer's transaction (`event_table`, `deliveries`); see `base.Store`.
+        self.routing: Routing = routing or NoRouting()
         self.full = False
         self._file = data_dir / ENV_FILE
         # At least the map size the file records: the ack writer process maps that much, and
@@ -140,6 +156,21 @@ class LmdbStore:
                 self.env.close()
                 self._closed = True
             os.close(self._lock_fd)
+
+    def statistics(self) -> StoreStatistics:
+        with self._read_gate:  # the writer thread may be resizing the map
+            info = self.env.info()
+        return StoreStatistics(
+            commits=self.commits,
+            used_bytes=self._used_bytes(info),
+            capacity_bytes=int(info["map_size"]),
+            max_bytes=self.max_map_size,
+            full=self.full,
+        )
+
+    async def maintain(self) -> None:
+        """Keep the map's pages from filling the process's resident memory (`mapped`)."""
+        await mapped.trim_periodically(self.release_mapped_pages)
 
     def used_bytes(self) -> int:
         """Pages ever used (a high-water mark: freed pages are reused, not returned)."""
@@ -201,13 +232,9 @@ class LmdbStore:
         with self._read_gate, self.env.begin() as txn:
             return run(txn)
 
-    def announce(self) -> None:
+    def publishing(self) -> PublishAnnouncement:
         """A publish is on its way: the group committer may wait briefly to share a commit."""
-        self._committer.announce()
-
-    def withdraw(self) -> None:
-        """The announced publish will not come (it failed before reaching the store)."""
-        self._committer.withdraw()
+        return PublishAnnouncement(self._committer)
 
     def write(
         self, run: Callable[[Transaction], T], announced: bool = False, grows: bool = False
@@ -218,8 +245,11 @@ class LmdbStore:
 
     # -- delegates: each concern lives in its own module -----------------------------------
 
-    def topics(self) -> list[TopicSettings]:
+    def stored_topics(self) -> list[TopicSettings]:
         return self.read(lambda txn: topic_rows.stored_topics(txn, self.db))
+
+    async def topics(self) -> list[TopicSettings]:
+        return self.stored_topics()
 
     async def put_topic(self, topic: TopicSettings) -> bool:
         def run(txn: Transaction) -> bool:
@@ -238,12 +268,18 @@ class LmdbStore:
     def has_topic(self, txn: Transaction, topic: str) -> bool:
         return topic_rows.has_topic(txn, self.db, topic)
 
-    def event_count(self, topic: str) -> int:
+    async def event_count(self, topic: str) -> int:
         return self.read(lambda txn: topic_rows.event_count(txn, self.db, topic))
 
     def publish(
-        self, topic: str, events: Sequence[IncomingEvent], now: float, announced: bool = False
+        self,
+        topic: str,
+        events: Sequence[IncomingEvent],
+        now: float,
+        hint: PublishHint | None = None,
     ) -> Coroutine[Any, Any, PublishResult]:
+        """Not a coroutine of its own: returns the committer's (one frame fewer per publish)."""
+        announced = isinstance(hint, PublishAnnouncement) and hint.hand_over()
         return self.write(
             lambda txn: publish_events(txn, self, topic, events, now), announced, grows=True
         )
@@ -253,7 +289,7 @@ class LmdbStore:
         subscriptions that got a delivery."""
         return append_event(txn, self, topic, payload, now)
 
-    async def record(self, settlements: Sequence[Settlement], now: float) -> set[str]:
+    async def settle(self, settlements: Sequence[Settlement], now: float) -> set[str]:
         """Record attempts' outcomes in one commit; returns subscriptions to wake. Plain acks
         go to the ack writer process, anything else to the next group commit."""
         acks, succeeded = _plain_acks(settlements)
@@ -265,20 +301,25 @@ class LmdbStore:
                 pass  # the writer thread records them; an ack applied twice changes nothing
         return await self.write(lambda txn: self.deliveries.settle_all(txn, settlements, now))
 
-    def browse(
-        self, topic: str, after: str | None, limit: int, selection: Selection | None = None
+    async def browse(
+        self,
+        topic: str,
+        cursor: str | None,
+        limit: int,
+        selection: Selection | None = None,
+        *,
+        newest_first: bool = False,
     ) -> Page:
-        """A page of the topic's events after the cursor `after`, optionally only those a
-        dead-letter `selection` matches (scanning a bounded window per page)."""
-        start = cursor_seq(after) + 1
+        """A page of the topic's events after `cursor` (or before it, `newest_first`),
+        optionally only those a dead-letter `selection` matches (scanning a bounded window
+        per page)."""
+        if newest_first:
+            end = cursor_seq(cursor) if cursor else None
+            return self.read(
+                lambda txn: browse_newest_page(txn, self.db, topic, end, limit, selection)
+            )
+        start = cursor_seq(cursor) + 1
         return self.read(lambda txn: browse_page(txn, self.db, topic, start, limit, selection))
-
-    def browse_newest(
-        self, topic: str, before: str | None, limit: int, selection: Selection | None = None
-    ) -> Page:
-        """A page of the topic's events before the cursor `before`, newest first."""
-        end = cursor_seq(before) if before else None
-        return self.read(lambda txn: browse_newest_page(txn, self.db, topic, end, limit, selection))
 
     async def redrive(
         self, topic: str, selection: Selection, retention_of: RetentionOf, now: float
@@ -293,6 +334,60 @@ class LmdbStore:
         """Delete events whose retention has ended (in bounded batches), settling their
         pending deliveries as expired first."""
         return await sweep_expired(self, now, wall)
+
+    # -- deliveries (the ledger's reads, as the protocol's coroutines) ----------------------
+
+    async def claim(
+        self, subscription: str, now: float, limit: int, skip: Container[int]
+    ) -> list[Delivery]:
+        return self.deliveries.due(subscription, now, limit, skip)
+
+    async def next_due(self, subscription: str, after: float) -> float | None:
+        return self.deliveries.next_due(subscription, after)
+
+    async def delivery(self, subscription: str, seq: int) -> Delivery | None:
+        return self.deliveries.delivery(subscription, seq)
+
+    async def counters(self, subscription: str) -> SubscriptionCounters:
+        return self.deliveries.counters(subscription)
+
+    async def last_outcome(self, subscription: str) -> LastOutcome:
+        return self.deliveries.last_outcome(subscription)
+
+    async def oldest_pending(self, subscription: str) -> float | None:
+        return self.deliveries.oldest_pending(subscription)
+
+    # -- subscription and extension rows (`meta`) -------------------------------------------
+
+    async def subscription_rows(self) -> list[tuple[str, bytes]]:
+        return self.read(lambda txn: meta.subscription_rows(txn, self.db))
+
+    async def put_subscription(self, name: str, spec: bytes, apply: Callable[[], None]) -> bool:
+        """Store the spec and `apply` the routing change in the same write transaction."""
+
+        def run(txn: Transaction) -> bool:
+            created = meta.put_subscription(txn, self.db, name, spec)
+            apply()
+            return created
+
+        return await self.write(run)
+
+    async def delete_subscription(self, name: str, apply: Callable[[], None]) -> int:
+        def run(txn: Transaction) -> int:
+            dropped = self.deliveries.delete_subscription(txn, name)
+            apply()
+            return dropped
+
+        return await self.write(run)
+
+    async def extension_row(self, kind: str, key: str) -> bytes | None:
+        return self.read(lambda txn: meta.extension_row(txn, self.db, kind, key))
+
+    async def put_extension_row(self, kind: str, key: str, value: bytes) -> None:
+        await self.write(lambda txn: meta.put_extension_row(txn, self.db, kind, key, value))
+
+    async def delete_extension_row(self, kind: str, key: str) -> None:
+        await self.write(lambda txn: meta.delete_extension_row(txn, self.db, kind, key))
 
 
 def _lock_data_dir(data_dir: Path) -> int:

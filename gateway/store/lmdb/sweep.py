@@ -12,9 +12,9 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from gateway.config.settings import TopicSettings
-from gateway.store.base import SweepResult
 from gateway.store.lmdb import keys
 from gateway.store.lmdb.committer import Transaction
+from gateway.store.records import SweepResult
 
 if TYPE_CHECKING:
     from gateway.store.lmdb.store import LmdbStore
@@ -27,7 +27,7 @@ async def sweep_expired(store: LmdbStore, now: float, wall: float) -> SweepResul
     pending deliveries as expired first."""
     total = 0
     woken: set[str] = set()
-    for topic in store.topics():
+    for topic in store.stored_topics():
         while True:
             removed = await store.write(
                 partial(_sweep_topic, store=store, topic=topic, now=now, wall=wall, woken=woken)

@@ -1,0 +1,137 @@
+"""Every value that crosses the store seam (`gateway.store.base.Store`), in both directions.
+
+None of them is a storage format: LMDB's rows (`gateway.store.lmdb.keys`) are mapped onto these
+inside `gateway.store.lmdb`, and a second store maps its own rows onto the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.policy.deadletters import Failure
+from gateway.policy.outcomes import Decision
+
+# The names of a subscription's counters (`Store.counters`); the dict also holds the
+# per-reason counters `deadlettered.<reason>` and `dropped.<reason>` once they are non-zero.
+# At every moment published = acked + deadlettered + dropped + pending (RELIABILITY R8).
+COUNTERS = ("published", "acked", "deadlettered", "dropped")
+SubscriptionCounters = dict[str, int]
+
+# For a subscription name: its retention in seconds (from its topic), or None if it is gone.
+RetentionOf = Callable[[str], float | None]
+
+
+class Routing(Protocol):
+    """Which subscriptions an event of a topic goes to. Passed to `open_store` and called by
+    the store inside the transaction that stores the event (LMDB: the single writer's
+    transaction), so no subscription can miss an acked event."""
+
+    def fanout(self, topic: str, attributes: Mapping[str, Any]) -> Sequence[tuple[str, float]]:
+        """(subscription, delay before the first attempt in seconds) for each match."""
+        ...
+
+    def subscriptions_of(self, topic: str) -> Sequence[tuple[str, str | None]]:
+        """(subscription, dead-letter topic or None) for each subscription of the topic
+        (expiry settles their deliveries; purge and redrive drop them)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    accepted: int
+    duplicates: int
+    subscriptions: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    seq: int
+    received: float
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    events: list[StoredEvent]
+    next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    expired_events: int
+    woken: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterResult:
+    handled: int  # redriven or purged
+    skipped: int  # left in place (redrive: the subscription no longer exists)
+    woken: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which dead letters: these event ids (or all), optionally of one subscription/reason."""
+
+    ids: frozenset[str] | None = None
+    subscription: str | None = None
+    reason: str | None = None
+
+    def matches(self, document: dict[str, object]) -> bool:
+        if self.ids is not None and document.get("id") not in self.ids:
+            return False
+        if self.subscription is not None and document.get("dlsubscription") != self.subscription:
+            return False
+        return self.reason is None or document.get("dlreason") == self.reason
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One pending delivery of event `seq` to `subscription`, as a claim (or a look-up)
+    returns it."""
+
+    subscription: str
+    seq: int
+    attempts: int  # made so far
+    due: float  # when it is (was) due, on the scheduling clock
+    expires: float  # when the event's retention ends, on the scheduling clock
+    payload: bytes | None  # None: the event is gone (its topic was deleted); nothing to push
+    last_failure: Failure  # what the last attempt saw (all None before the first)
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The outcome of one attempt, as the engine decided it, to be recorded atomically."""
+
+    subscription: str
+    seq: int
+    decision: Decision
+    attempts: int
+    failure: Failure | None
+    dead_letter_topic: str | None = None
+    wall: float = 0.0  # for the dltime attribute
+    due: float | None = None  # the due time it was taken at (lets an ack skip a read)
+
+
+@dataclass(frozen=True, slots=True)
+class LastOutcome:
+    """When a subscription's last attempts succeeded and failed (wall seconds), and what the
+    last failed one saw: an HTTP status ("503") or error kind ("timeout"), and short text."""
+
+    success_time: float | None = None
+    failure_time: float | None = None
+    status: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatistics:
+    """A snapshot of the store as a whole (what `/metrics` and readiness show)."""
+
+    commits: int  # write transactions committed (each one fsync with full durability)
+    used_bytes: int  # storage in use (LMDB: pages ever used, a high-water mark)
+    capacity_bytes: int  # storage allocated now (LMDB: the map size)
+    max_bytes: int  # the most it may grow to (LMDB: server.maxMapSize)
+    full: bool  # writes are refused for want of space
