@@ -17,7 +17,7 @@ What each mode's values mean:
   non-JSON `datacontenttype` must be a string.
 
 Limits: attribute names are 1 to MAX_NAME_LENGTH lowercase letters and digits (the spec's 20 is a
-SHOULD NOT); JSON nests at most gateway.jsonsafe.MAX_DEPTH levels; attributes named like the
+SHOULD NOT; gateway.cetypes.ATTRIBUTE_NAME, which subscription filters use too); JSON nests at most gateway.jsonsafe.MAX_DEPTH levels; attributes named like the
 gateway's own dead-letter attributes (`dl*`, gateway.deadletters) are refused, so a dead letter
 is always one the gateway made.
 
@@ -47,11 +47,8 @@ STRUCTURED: Final = "application/cloudevents+json"
 BATCH: Final = "application/cloudevents-batch+json"
 REQUIRED: Final = ("specversion", "id", "source", "type")
 SPEC_VERSIONS: Final = ("1.0", "0.3")
-MAX_NAME_LENGTH: Final = 64
-NAME: Final = {
-    "1.0": re.compile(rf"[a-z0-9]{{1,{MAX_NAME_LENGTH}}}"),
-    "0.3": re.compile(rf"[a-z][a-z0-9]{{0,{MAX_NAME_LENGTH - 1}}}"),  # 0.3: begins with a letter
-}
+MAX_NAME_LENGTH: Final = cetypes.MAX_NAME_LENGTH
+NAME: Final = cetypes.ATTRIBUTE_NAME
 DATA_MEMBERS: Final = frozenset({"data", "data_base64"})
 CONTEXT_ATTRIBUTES = frozenset(
     {
