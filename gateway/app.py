@@ -22,6 +22,7 @@ from gateway.auth import AuthMiddleware, load_tokens
 from gateway.clock import Clock, SteadyTime, SystemClock
 from gateway.declarative import ApplyResult, apply_config, reload_config
 from gateway.engine import Engine
+from gateway.framing import FramingMiddleware
 from gateway.events import Limits
 from gateway.health import SHUTTING_DOWN
 from gateway.metrics import Metrics, Sources
@@ -97,11 +98,12 @@ def create_app(
     now = SteadyTime(gateway.clock)
     app = Starlette(
         middleware=[
+            Middleware(FramingMiddleware),
             Middleware(
                 AuthMiddleware,
                 tokens=load_tokens(settings.auth),
                 admin_port=settings.server.admin_port,
-            )
+            ),
         ],
         exception_handlers={
             GatewayError: _gateway_error,
