@@ -22,8 +22,8 @@ from gateway.auth import AuthMiddleware, load_tokens
 from gateway.clock import Clock, SteadyTime, SystemClock
 from gateway.declarative import ApplyResult, apply_config, reload_config
 from gateway.engine import Engine
-from gateway.framing import FramingMiddleware
 from gateway.events import Limits
+from gateway.framing import FramingMiddleware
 from gateway.health import SHUTTING_DOWN
 from gateway.metrics import Metrics, Sources
 from gateway.observability import measure_loop_lag, metrics_operation
