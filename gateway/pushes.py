@@ -23,7 +23,7 @@ import orjson
 from gateway.cetypes import header_value
 from gateway.events import STRUCTURED, is_json, stored_data
 from gateway.signing import signature_headers, webhook_id
-from gateway.stored import data_text, json_data
+from gateway.stored import data_last, json_text
 from gateway.targets import HttpTarget, Target
 
 MAX_DETAIL = 256
@@ -65,7 +65,7 @@ def build_push(payload: bytes, content_mode: str) -> PushRequest:
 
 def _binary_push(payload: bytes) -> PushRequest:
     document = orjson.loads(payload)
-    text = data_text(payload, document)
+    tail_payload = payload if data_last(document) else None
     has_data = "data" in document or document.get("data_base64") is not None
     content_type = document.get("datacontenttype")
     data = stored_data(document)
@@ -81,7 +81,7 @@ def _binary_push(payload: bytes) -> PushRequest:
         headers["content-type"] = content_type
     elif has_data and not isinstance(data, bytes):
         headers["content-type"] = "application/json"
-    body = _data_bytes(data, content_type, text) if has_data else b""
+    body = _data_bytes(data, content_type, tail_payload) if has_data else b""
     return PushRequest(headers, body, str(document["source"]), str(document["id"]))
 
 
@@ -89,26 +89,27 @@ def _data_push(payload: bytes) -> PushRequest:
     """Only the data: JSON data (no datacontenttype means JSON) as its JSON text, so a JSON
     string stays a JSON string; other text as it is; binary data decoded from base64."""
     document = orjson.loads(payload)
-    text = data_text(payload, document)
+    tail_payload = payload if data_last(document) else None
     content_type = document.get("datacontenttype")
     has_data = "data" in document or document.get("data_base64") is not None
     data = stored_data(document)  # bytes from 1.0's data_base64 or 0.3's base64 `data`
     if isinstance(data, bytes):
         content_type = content_type or "application/octet-stream"
-    body = _data_bytes(data, content_type, text) if has_data else b""
+    body = _data_bytes(data, content_type, tail_payload) if has_data else b""
     headers = {"content-type": content_type or "application/json"} if body else {}
     return PushRequest(headers, body, str(document["source"]), str(document["id"]))
 
 
-def _data_bytes(data: Any, content_type: str | None, text: bytes | None) -> bytes:
+def _data_bytes(data: Any, content_type: str | None, tail_payload: bytes | None) -> bytes:
     """A push body from an event's data: bytes as they are, text (a string under a non-JSON
-    type) as UTF-8, anything else (JSON null included) as JSON: the stored JSON text (`text`,
-    byte for byte what a binary-mode publisher sent) when there is one."""
+    type) as UTF-8, anything else (JSON null included) as JSON: its text as stored (cut from
+    `tail_payload`, the payload when its last member is `data`: byte for byte what a binary-mode
+    publisher sent), else serialised."""
     if isinstance(data, bytes | bytearray):
         return bytes(data)
     if isinstance(data, str) and not is_json(content_type):
         return data.encode()
-    return json_data(data, text)
+    return json_text(data, tail_payload)
 
 
 def with_credentials(

@@ -24,16 +24,30 @@ from typing import Any, Final
 import orjson
 
 _DATA_KEY: Final = b'"data":'
-_BEFORE_KEY: Final = frozenset(b",{")
+_CLOSE: Final = ord("}")
+
+
+def data_last(document: dict[str, Any]) -> bool:
+    """Whether `data` is the last member of a parsed stored document (dicts keep JSON order)."""
+    return next(reversed(document), None) == "data"
 
 
 def data_text(payload: bytes, document: dict[str, Any]) -> bytes | None:
     """The stored JSON text of `data` (`document` is `payload` parsed), or None when it cannot
     be cut out of the payload (see the module docstring)."""
-    if next(reversed(document), None) != "data" or payload[-1:] != b"}":
-        return None
+    return _cut(payload) if data_last(document) else None
+
+
+def json_text(data: Any, payload: bytes | None) -> bytes:
+    """A JSON value's text for a push body: cut from `payload` (a stored payload whose last
+    member is `data`, see data_last) when it can be, else the value serialised."""
+    text = None if payload is None else _cut(payload)
+    return orjson.dumps(data) if text is None else text
+
+
+def _cut(payload: bytes) -> bytes | None:
     start = payload.find(_DATA_KEY)
-    if start <= 0 or payload[start - 1] not in _BEFORE_KEY:
+    if start <= 0 or payload[-1] != _CLOSE or payload[start - 1] not in b",{":
         return None
     return payload[start + len(_DATA_KEY) : -1]
 
@@ -46,8 +60,3 @@ def dumps(document: Mapping[str, Any], text: bytes | None) -> bytes:
     members = {name: value for name, value in document.items() if name != "data"}
     members["data"] = orjson.Fragment(text)
     return orjson.dumps(members)
-
-
-def json_data(data: Any, text: bytes | None) -> bytes:
-    """A JSON value's text for a push body: the stored text when there is one."""
-    return orjson.dumps(data) if text is None else text
