@@ -9,9 +9,11 @@ JS_STAMP := tests/js/node_modules/.installed
 
 install: $(STAMP) system-deps js-deps
 
-# Tools the tests run that come from Debian: promtool (package prometheus) checks /metrics.
+# Tools the tests run that come from Debian: promtool (package prometheus) checks /metrics;
+# chromium is the browser the console tests drive with Playwright (its own download fails here).
 system-deps:
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 # The JavaScript CloudEvents SDK, a second decoder of pushes (tests/test_js_decoder.py); node and
 # npm from Debian where missing. Reinstalled only when the pinned lock file changes.

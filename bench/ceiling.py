@@ -2,9 +2,10 @@
 when a publish is parsed exactly as the gateway parses it but nothing is stored.
 
 `POST /topics/{topic}/events` (and `POST /`) reads the body with the gateway's limit
-(`gateway.bodies.read_body`), parses it with `gateway.events.parse_request`, and answers 202 with
-the gateway's body shape. Errors go through the gateway's problem responses. It is served from the
-same YAML configuration as the gateway, by the same engine: Hypercorn with
+(`gateway.ingress.bodies.read_body`), parses it with `gateway.events.parse_request`, and
+answers 202 with the gateway's body shape. Errors go through the gateway's problem
+responses. It is served from the same YAML configuration as the gateway, by the same engine:
+Hypercorn with
 `gateway.server.hypercorn_config`, or uvicorn (through `gateway.server`'s uvicorn settings when
 that module offers them).
 
@@ -26,10 +27,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import server as gateway_server
-from gateway.bodies import read_body
+from gateway.config.settings import ServerSettings, load_config
 from gateway.events import parse_request
+from gateway.ingress.bodies import read_body
 from gateway.problems import GatewayError, problem_response
-from gateway.settings import ServerSettings, load_config
 
 
 def create_app(max_body_size: int) -> Starlette:

@@ -12,7 +12,7 @@ released; the script reports, over the pushes:
 
 `--sink http` pushes to `bench/sink.py` in its own process through the gateway's HttpSink;
 `--sink instant` answers every push at once in this process (the engine's own cost, no HTTP).
-The timing hooks wrap `gateway.store.committer` functions for the run; they add a few
+The timing hooks wrap `gateway.store.lmdb.committer` functions for the run; they add a few
 microseconds per commit, so compare runs of this script with each other, not with run.py.
 
     .venv/bin/python bench/push_anatomy.py --sink http --events 40000
@@ -39,12 +39,12 @@ import orjson
 from hypercorn.asyncio import serve
 
 from gateway.app import create_app
-from gateway.pushes import PushRequest, PushResult
+from gateway.config.settings import parse_config
+from gateway.delivery.pushes import PushRequest, PushResult
+from gateway.delivery.sinks.http import Sinks
+from gateway.destinations.targets import HttpTarget, Target
 from gateway.server import hypercorn_config
-from gateway.settings import parse_config
-from gateway.sinks import Sinks
-from gateway.store import committer
-from gateway.targets import HttpTarget, Target
+from gateway.store.lmdb import committer
 
 ANSWERED = PushResult(200, None, None, b"", None)
 

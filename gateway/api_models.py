@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from gateway.settings import MAX_NAME, MAX_TEXT, Duration, Name, RawSubscription, Url
+from gateway.config.settings import MAX_NAME, MAX_TEXT, Duration, Name, RawSubscription, Url
 
 
 class _Shape(msgspec.Struct, rename="camel", forbid_unknown_fields=True, frozen=True):
@@ -58,11 +58,20 @@ class EventPage(_Shape, frozen=True):
 
 
 class SubscriptionStatus(_Shape, frozen=True):
+    """Delivery counts, and the subscription's last success and last failure (RFC 3339 UTC;
+    left out until there is one). `lastStatus` and `lastError` describe the last failed
+    attempt: its HTTP status, or its error kind (`timeout`, `connect`, `egress-denied`, ...),
+    and a short text without credentials."""
+
     published: int
     acked: int
     deadlettered: int
     dropped: int
     pending: int
+    last_success_time: str | None = None
+    last_failure_time: str | None = None
+    last_status: int | str | None = None
+    last_error: str | None = None
 
 
 class Subscription(RawSubscription, frozen=True):
@@ -82,7 +91,9 @@ class DeadLetterSelection(_Shape, frozen=True):
 
     ids: Annotated[list[EventId], msgspec.Meta(min_length=1, max_length=MAX_IDS)] | None = None
     all: bool = False
-    subscription: Name | None = None
+    # Not `Name`: its pattern is documented, not enforced (a name matching no subscription
+    # just selects nothing), and the document must not promise a 400 it does not give.
+    subscription: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_NAME)] | None = None
     reason: Annotated[str, msgspec.Meta(max_length=MAX_TEXT)] | None = None
 
 

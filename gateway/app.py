@@ -16,18 +16,22 @@ from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from gateway import health, openapi
+from gateway import console, openapi
 from gateway.admin import ConfigApi, DeadLettersApi, SubscriptionsApi, TopicsApi
-from gateway.auth import AuthMiddleware, load_tokens
+from gateway.admin.pretry import PretryApi
 from gateway.clock import Clock, SteadyTime, SystemClock
-from gateway.declarative import ApplyResult, apply_config, reload_config
-from gateway.engine import Engine
+from gateway.config.settings import Settings
+from gateway.delivery.engine import Engine
+from gateway.delivery.sinks.http import Sinks
 from gateway.events import Limits
-from gateway.framing import FramingMiddleware
-from gateway.health import SHUTTING_DOWN
-from gateway.metrics import Metrics, Sources
-from gateway.observability import measure_loop_lag, metrics_operation
-from gateway.pretry import PretryApi
+from gateway.ingress.auth import AuthMiddleware, load_tokens
+from gateway.ingress.framing import FramingMiddleware
+from gateway.ingress.receiver import Receiver
+from gateway.ops import health
+from gateway.ops.health import SHUTTING_DOWN
+from gateway.ops.metrics import Metrics, Sources
+from gateway.ops.observability import measure_loop_lag, metrics_operation
+from gateway.ops.retention import run_retention
 from gateway.problems import (
     GatewayError,
     InvalidRequest,
@@ -35,14 +39,11 @@ from gateway.problems import (
     NotFound,
     problem_response,
 )
-from gateway.receiver import Receiver
-from gateway.retention import run_retention
-from gateway.settings import Settings
-from gateway.sinks import Sinks
-from gateway.store import mapped
-from gateway.store.lmdb import LmdbStore
-from gateway.subscriptions import SubscriptionRegistry, egress_policy
-from gateway.topics import TopicRegistry
+from gateway.resources.declarative import ApplyResult, apply_config, reload_config
+from gateway.resources.subscriptions import SubscriptionRegistry, egress_policy
+from gateway.resources.topics import TopicRegistry
+from gateway.store.lmdb import mapped
+from gateway.store.lmdb.store import LmdbStore
 
 log = logging.getLogger("gateway")
 StoreOpener = Callable[[Settings], LmdbStore]
@@ -120,6 +121,7 @@ def create_app(
         openapi.openapi_operation(lambda: gateway.operations),
     ]
     app.router.routes.extend(openapi.routes(gateway.operations))
+    console.install(app, gateway)  # GET /console (issue 23)
     return app
 
 

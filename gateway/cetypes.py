@@ -10,9 +10,6 @@ binding 3.1.3.2): pure checks and conversions, each raising ValueError with the 
 - Timestamp: RFC 3339 `date-time` (section 5.6), with a valid calendar date and time of day.
 - Media types (`datacontenttype`, RFC 2046 via RFC 9110 section 8.3.1): `type/subtype` and
   parameters, printable US-ASCII only.
-- Attribute names (core spec "Naming Conventions"): lowercase letters and digits, 0.3's
-  beginning with a letter, at most MAX_NAME_LENGTH (the spec's 20 is a SHOULD NOT). Ingress
-  (gateway.events) and subscription filters (gateway.filters) both use ATTRIBUTE_NAME.
 
 Header values are unescaped from an RFC 7230 quoted-string, then percent-decoded once; bytes that
 are not valid UTF-8 (`%FF`, the overlong `%C0%A0`, an encoded surrogate) are refused rather than
@@ -28,11 +25,6 @@ from urllib.parse import quote, unquote_to_bytes
 
 INT_MIN: Final = -(2**31)
 INT_MAX: Final = 2**31 - 1
-MAX_NAME_LENGTH: Final = 64
-ATTRIBUTE_NAME: Final = {
-    "1.0": re.compile(rf"[a-z0-9]{{1,{MAX_NAME_LENGTH}}}"),
-    "0.3": re.compile(rf"[a-z][a-z0-9]{{0,{MAX_NAME_LENGTH - 1}}}"),  # 0.3: begins with a letter
-}
 
 _NONCHARACTERS = "".join(
     f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17)

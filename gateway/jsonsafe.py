@@ -35,7 +35,16 @@ _CONTAINERS = frozenset({dict, list})  # what orjson makes of arrays and objects
 
 
 class UnsafeJSON(ValueError):
-    """Client JSON that is refused; the message says why, without naming where it came from."""
+    """Client JSON that is refused; the message says why. `path` is where in the value the
+    offending part sits (`retryPolicy.schedule[2]`), when that is known."""
+
+    def __init__(self, message: str, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class _HugeInteger(str):
+    """An integer literal outside the 64-bit range, kept as text so it can be found."""
 
 
 def parse(body: bytes | str) -> Any:
@@ -64,15 +73,40 @@ def _check_integers(body: bytes | str) -> None:
     text = body.encode() if isinstance(body, str) else body
     # A translate and a substring search run at memory speed; a regex scan took as long as
     # parsing a batch. A run may be inside a string: parse again to be sure.
-    if _TWENTY_DIGITS in text.translate(_DIGITS_TO_ZERO):
-        json.loads(text, parse_int=_exact_int)
+    if _TWENTY_DIGITS not in text.translate(_DIGITS_TO_ZERO):
+        return
+    found = _find_huge_integer(json.loads(text, parse_int=_exact_int), "")
+    if found is not None:
+        path, literal = found
+        where = f" at {path}" if path else ""
+        raise UnsafeJSON(
+            f"the integer {literal[:24]}...{where} is outside the 64-bit range", path=path or None
+        )
 
 
-def _exact_int(literal: str) -> int:
+def _exact_int(literal: str) -> int | _HugeInteger:
     number = int(literal)
-    if number not in _INT_RANGE:
-        raise UnsafeJSON(f"the integer {literal[:24]}... is outside the 64-bit range")
-    return number
+    return number if number in _INT_RANGE else _HugeInteger(literal)
+
+
+def _find_huge_integer(value: Any, path: str) -> tuple[str, str] | None:
+    """The path to the first huge integer in `value` and its literal (depth is already
+    checked, so the recursion is bounded by MAX_DEPTH)."""
+    if isinstance(value, _HugeInteger):
+        return path, str(value)
+    if isinstance(value, dict):
+        items: Any = (
+            (f"{path}.{key}" if path else str(key), child) for key, child in value.items()
+        )
+    elif isinstance(value, list):
+        items = ((f"{path}[{index}]", child) for index, child in enumerate(value))
+    else:
+        return None
+    for child_path, child in items:
+        found = _find_huge_integer(child, child_path)
+        if found is not None:
+            return found
+    return None
 
 
 def depth(value: Any) -> int:
@@ -98,4 +132,5 @@ def loads_limited(body: bytes, *, what: str) -> Any:
     try:
         return parse(body)
     except UnsafeJSON as error:
-        raise InvalidRequest(f"{what} is {error}", field=what) from None
+        field = error.path or what
+        raise InvalidRequest(f"{what} is {error}", field=field) from None

@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from gateway import __version__
 from gateway.api_models import PRETRY_IDENTIFIER, Problem
-from gateway.settings import MAX_NAME, NAME_PATTERN
+from gateway.config.settings import MAX_NAME, NAME_PATTERN
 
 Handler = Callable[[Request], Awaitable[Response]]
 PROBLEM = "application/problem+json"

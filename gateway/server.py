@@ -32,8 +32,8 @@ from hypercorn.config import Config
 from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from gateway.health import SHUTTING_DOWN
-from gateway.settings import ServerSettings
+from gateway.config.settings import ServerSettings
+from gateway.ops.health import SHUTTING_DOWN
 
 log = logging.getLogger("gateway.config")
 MAX_INCOMPLETE_HEAD = 16 * 1024

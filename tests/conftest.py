@@ -20,9 +20,9 @@ from starlette.applications import Starlette
 
 from gateway.app import Gateway, create_app, open_lmdb
 from gateway.clock import Clock, ManualClock
+from gateway.config.settings import Settings, parse_config
 from gateway.server import hypercorn_config
-from gateway.settings import Settings, parse_config
-from gateway.store.lmdb import LmdbStore
+from gateway.store.lmdb.store import LmdbStore
 from tests.sqs_server import SqsServer, run_sqs_server
 
 BINARY_HEADERS = {

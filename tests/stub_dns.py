@@ -6,7 +6,7 @@ import socket
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from gateway.egress import resolve_result
+from gateway.destinations.egress import resolve_result
 
 
 class StubResolver(AbstractResolver):

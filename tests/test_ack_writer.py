@@ -7,21 +7,24 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
+from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
-from gateway.outcomes import Ack
-from gateway.settings import TopicSettings
-from gateway.store.ack_writer import AckWriterUnavailable
-from gateway.store.deliveries import Settlement
-from gateway.store.lmdb import LmdbStore
+from gateway.policy.outcomes import Ack
+from gateway.store.lmdb.ack_writer import FRAME, AckWriterUnavailable
+from gateway.store.lmdb.deliveries import Settlement
+from gateway.store.lmdb.store import LmdbStore
 from tests.conftest import LOOPBACK_EGRESS, make_settings, run_gateway, settle, status, subscription
-from tests.gateway_process import running
+from tests.gateway_process import GatewayProcess, running
 from tests.subscriber import run_subscriber
 
 NOW = 1_000_000.0
@@ -112,7 +115,7 @@ async def test_a_batch_the_child_cannot_commit_is_refused_and_the_child_goes_on(
     async with pending_store(tmp_path, 2) as store:
         writer = store.ack_writer
         with pytest.raises(AckWriterUnavailable):
-            await writer.record([("s1", "not-a-seq", NOW)])  # type: ignore[list-item]
+            await writer.record([("s1", "not-a-seq", NOW)], {})  # type: ignore[list-item]
         assert writer.commits == 0
         await store.record(acks_for_due(store, 2), NOW)
         assert writer.commits == 1
@@ -231,3 +234,77 @@ async def test_a_gateway_pushing_acks_through_the_child(tmp_path: Path) -> None:
             }
             assert sorted(r.event_id for r in sub.received) == sorted(e["id"] for e in batch)
         assert writer.pid is not None and not running(writer.pid)
+
+
+def start_child(store: LmdbStore) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+    """The ack writer child, started as the gateway starts it, on a socket pair of ours."""
+    ours, theirs = socket.socketpair()
+    with theirs:
+        child = subprocess.Popen(
+            [*store.ack_writer._command, str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            stderr=subprocess.PIPE,
+        )
+    return ours, child
+
+
+def frame(acks: list[Any]) -> bytes:
+    data = orjson.dumps(acks)
+    return FRAME.pack(len(data)) + data
+
+
+async def test_the_child_exits_quietly_when_the_gateway_goes_away_with_replies_unread(
+    tmp_path: Path,
+) -> None:
+    """A gateway that dies leaves the child's replies unread: the child's next write is a
+    broken pipe (or its read a reset). It exits 0 without a traceback, as at end of input."""
+    async with pending_store(tmp_path, 2) as store:
+        ours, child = start_child(store)
+        with ours:
+            ours.sendall(frame([[], {}]))
+            ours.recv(1)  # one reply has arrived: the child is serving
+            ours.sendall(frame([[], {}]))
+        # Closed with the rest of a reply unread; the child may still be writing more.
+        _, stderr = await asyncio.to_thread(child.communicate, timeout=10)
+        assert child.returncode == 0
+        assert b"Traceback" not in stderr and len(stderr.splitlines()) <= 1
+
+
+async def test_a_killed_gateway_leaves_no_traceback_from_its_ack_writer(tmp_path: Path) -> None:
+    """kill -9 of a real gateway while its ack writer has acks to answer: the child exits,
+    and what it writes to the gateway's log (its stderr) holds no traceback."""
+    async with run_subscriber() as sub:
+        gateway = GatewayProcess(
+            tmp_path,
+            {
+                "egress": LOOPBACK_EGRESS,
+                "topics": [{"name": "orders"}],
+                "subscriptions": [subscription("s1", sub.url, maxConcurrency=32)],
+            },
+        )
+        await gateway.start()
+        try:
+            batch = [
+                {"specversion": "1.0", "id": f"e{n}", "source": "/shop", "type": "t"}
+                for n in range(3000)
+            ]
+            async with httpx.AsyncClient(base_url=gateway.url) as client:
+                response = await client.post(
+                    "/topics/orders/events",
+                    headers={"content-type": "application/cloudevents-batch+json"},
+                    content=orjson.dumps(batch),
+                )
+                assert response.status_code == 202
+            await wait_for(lambda: len(sub.received) >= 300 and bool(gateway.children()))
+            [child] = gateway.children()
+            # Frozen while the gateway goes on pushing, the child has acks to commit and answer
+            # when the gateway is killed: its answer then meets a closed socket.
+            os.kill(child, signal.SIGSTOP)
+            await asyncio.sleep(0.2)  # the gateway's next acks reach the frozen child
+            await asyncio.to_thread(gateway.kill)
+            os.kill(child, signal.SIGCONT)
+            await wait_for(lambda: not running(child), seconds=10)
+        finally:
+            await asyncio.to_thread(gateway.stop)
+    log = gateway.log_path.read_text()
+    assert "Traceback" not in log and "BrokenPipeError" not in log, log[-2000:]

@@ -747,3 +747,37 @@ async def test_topic_retention_outside_1s_to_3650d_is_400(
     assert problem["field"] == "retention", problem
     assert "at least 1s and at most 3650d" in problem["detail"]
     assert_problem(await gateway.client.get("/v1/topics/t1"), 404, "not-found")
+
+
+@pytest.mark.parametrize(("method", "path", "head"), ADMIN_BODIES[:-1])  # /v1/event: maxBodySize
+async def test_admin_bodies_over_1_mib_are_413_and_store_nothing(
+    tmp_path: Path, method: str, path: str, head: bytes
+) -> None:
+    body = head + b'"' + b"x" * 1024**2 + b'"}'
+    async with run_gateway(admin_settings(tmp_path)) as gw:
+        response = await gw.client.request(method, path, content=body)
+        problem = assert_problem(response, 413, "payload-too-large")
+        assert problem["field"] == "body"
+        assert (await gw.client.get("/v1/subscriptions")).json() == {"subscriptions": []}
+        assert_problem(await gw.client.get("/v1/topics/t1"), 404, "not-found")
+
+
+async def test_a_chunked_admin_body_is_refused_as_it_passes_1_mib(tmp_path: Path) -> None:
+    """Without a Content-Length the body is counted as it streams, never buffered whole."""
+    async with run_gateway(admin_settings(tmp_path)) as gw:
+        reader, writer = await asyncio.open_connection("127.0.0.1", int(gw.url.rsplit(":", 1)[1]))
+        writer.write(
+            b"PUT /v1/subscriptions/s1 HTTP/1.1\r\nHost: x\r\n"
+            b"content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        chunk = b"%x\r\n" % 65536 + b"z" * 65536 + b"\r\n"
+        try:
+            for _ in range(64):  # 4 MiB, stopping once the server answers
+                writer.write(chunk)
+                await writer.drain()
+        except OSError:
+            pass
+        answer = await reader.read(65536)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert (await gw.client.get("/v1/subscriptions")).json() == {"subscriptions": []}

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.auth import Tokens, authorize, route_kind
+from gateway.ingress.auth import Tokens, authorize, route_kind
 from gateway.problems import Forbidden, Unauthorized
 from tests.conftest import BINARY_HEADERS, assert_problem, make_settings, run_gateway
 from tests.gateway_process import GatewayProcess, free_port
@@ -110,7 +110,7 @@ async def test_publisher_token_gets_403_on_every_admin_route(tmp_path: Path) -> 
 
 async def test_unreadable_token_file_refuses_to_start(tmp_path: Path) -> None:
     from gateway.app import create_app
-    from gateway.settings import ConfigError
+    from gateway.config.settings import ConfigError
 
     settings = make_settings(tmp_path, auth={"adminTokenFile": str(tmp_path / "missing")})
     with pytest.raises(ConfigError, match=r"auth\.adminTokenFile"):

@@ -8,8 +8,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from gateway.backoff import RetryPolicy, backoff_delay, next_delay, retry_after_seconds
-from gateway.outcomes import DeadLetter, RetryAt, Verdict, decide
+from gateway.policy.backoff import RetryPolicy, backoff_delay, next_delay, retry_after_seconds
+from gateway.policy.outcomes import DeadLetter, RetryAt, Verdict, decide
 
 DEFAULT = RetryPolicy()
 NO_JITTER = 0.5  # rand=0.5 makes the jitter factor exactly 1

@@ -117,6 +117,14 @@ def test_help_lists_the_commands() -> None:
     assert "--data-dir" in ce_gateway("serve", "--help").stdout
 
 
+@pytest.mark.parametrize("port", ["0", "65536", "99999", "http"])
+def test_serve_port_outside_the_port_range_is_a_usage_error(port: str, tmp_path: Path) -> None:
+    result = ce_gateway("serve", "--data-dir", str(tmp_path / "data"), "--port", port)
+    assert result.returncode == 2
+    assert "use 1 to 65535" in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
 def test_no_command_is_a_usage_error() -> None:
     result = ce_gateway()
     assert result.returncode == 2

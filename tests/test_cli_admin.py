@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.settings import load_config
+from gateway.config.settings import load_config
 from tests.conftest import (
     LOOPBACK_EGRESS,
     RunningGateway,

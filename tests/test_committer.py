@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.store.committer import Committer, Waves
+from gateway.store.lmdb.committer import Committer, Waves
 
 Batches = list[list[str]]
 GAP = 0.5

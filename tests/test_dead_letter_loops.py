@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from gateway.clock import ManualClock
-from gateway.settings import ConfigError, parse_config
-from gateway.subscriptions import Subscription, validate_settings
+from gateway.config.settings import ConfigError, parse_config
+from gateway.resources.subscriptions import Subscription, validate_settings
 from tests.conftest import (
     LOOPBACK_EGRESS,
     RunningGateway,

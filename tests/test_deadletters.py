@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.deadletters import (
+from gateway.policy.deadletters import (
     DL_ATTRIBUTES,
     MAX_DL_BODY,
     Failure,

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import yaml
 
-from gateway.settings import load_config
+from gateway.config.settings import load_config
 from tests.conftest import assert_problem, run_gateway
 from tests.gateway_process import GatewayProcess
 

@@ -18,7 +18,7 @@ from tests.test_walkthrough import process, until
 def test_prints_each_push_and_fails_the_chosen_type(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "receiver.log"
-    argv = [sys.executable, "-m", "gateway.demo_receiver", "--port", str(port)]
+    argv = [sys.executable, "-m", "gateway.cli.demo_receiver", "--port", str(port)]
     argv += ["--fail-type", "com.example.bad", "--fail-status", "503"]
     with process(argv, log):
         until(lambda: "listening on" in log.read_text(), "the receiver")

@@ -1,10 +1,11 @@
-"""Table tests for duration and size strings (gateway/durations.py), as users write them in YAML."""
+"""Table tests for duration and size strings (gateway/config/durations.py), as users write
+them in YAML."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.durations import DurationError, format_duration, parse_duration, parse_size
+from gateway.config.durations import DurationError, format_duration, parse_duration, parse_size
 
 DAY = 86400.0
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.egress import EgressDenied, EgressPolicy
-from gateway.settings import ConfigError, parse_config
-from gateway.subscriptions import validate_settings
+from gateway.config.settings import ConfigError, parse_config
+from gateway.destinations.egress import EgressDenied, EgressPolicy
+from gateway.resources.subscriptions import validate_settings
 from tests.conftest import (
     LOOPBACK_EGRESS,
     assert_problem,

@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 from gateway.clock import ManualClock
-from gateway.store import keys
+from gateway.store.lmdb import keys
 from tests.conftest import (
     LOOPBACK_EGRESS,
     RunningGateway,

@@ -1,4 +1,4 @@
-"""Table tests for the subscription filter dialect (gateway/filters.py)."""
+"""Table tests for the subscription filter dialect (gateway/policy/filters.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from cloudevents.core.v1.event import CloudEvent
 
 from gateway.events import MAX_NAME_LENGTH, parse_request
-from gateway.filters import (
+from gateway.policy.filters import (
     All,
     AnyOf,
     Exact,

@@ -32,7 +32,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.durations import parse_size
+from gateway.config.durations import parse_size
 from tests.conftest import LOOPBACK_EGRESS, make_settings, run_gateway, settle, subscription
 from tests.subscriber import Answer, run_subscriber
 

@@ -63,3 +63,22 @@ def test_integers_beyond_64_bits_are_refused_not_rounded(body: bytes) -> None:
 )
 def test_64_bit_integers_and_long_digit_strings_are_kept(body: bytes, value: object) -> None:
     assert loads_limited(body, what="body") == value
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"maxDeliveryAttempts": 99999999999999999999999}', "maxDeliveryAttempts"),
+        (
+            b'{"retryPolicy": {"schedule": ["1s", 1, 123456789012345678901234]}}',
+            "retryPolicy.schedule[2]",
+        ),
+        (b"[0, -99999999999999999999999]", "[1]"),
+    ],
+    ids=["top-level field", "nested list item", "array element"],
+)
+def test_a_huge_integer_is_refused_naming_where_it_is(body: bytes, field: str) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        loads_limited(body, what="body")
+    assert refused.value.field == field
+    assert field in str(refused.value)

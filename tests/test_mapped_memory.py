@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.store import mapped
-from gateway.store.committer import Transaction
-from gateway.store.lmdb import ENV_FILE, LmdbStore
+from gateway.store.lmdb import mapped
+from gateway.store.lmdb.committer import Transaction
+from gateway.store.lmdb.store import ENV_FILE, LmdbStore
 
 MIB = 1024**2
 ROWS = 3_000

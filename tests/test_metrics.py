@@ -107,7 +107,13 @@ async def test_metric_values_follow_what_happened(tmp_path: Path) -> None:
             assert value(text, "cegateway_events_published_total", topic="orders") == 3
             assert value(text, "cegateway_events_duplicate_total", topic="orders") == 1
             assert (
-                value(text, "cegateway_deliveries_total", subscription="billing", outcome="acked")
+                value(
+                    text,
+                    "cegateway_deliveries_total",
+                    subscription="billing",
+                    outcome="acked",
+                    code="2xx",
+                )
                 == 2
             )
             assert (

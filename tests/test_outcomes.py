@@ -6,8 +6,10 @@ import dataclasses
 
 import pytest
 
-from gateway.outcomes import (
+from gateway.policy.outcomes import (
     DEFAULT_PERMANENT_STATUS,
+    DELIVERY_CODES,
+    INTERNAL_ERROR,
     Ack,
     DeadLetter,
     Decision,
@@ -17,6 +19,7 @@ from gateway.outcomes import (
     classify_sqs_error,
     classify_status,
     decide,
+    delivery_code,
 )
 
 ACK, RETRY, PERMANENT = Verdict.ACK, Verdict.RETRY, Verdict.PERMANENT
@@ -247,3 +250,41 @@ def test_sqs_errors_map_to_kinds_and_verdicts(
 ) -> None:
     assert classify_sqs_error(code, status, sender_fault) == kind
     assert classify_error(kind) is verdict
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "code"),
+    [
+        pytest.param(200, None, "2xx", id="200"),
+        pytest.param(204, None, "2xx", id="204"),
+        pytest.param(299, None, "2xx", id="299"),
+        pytest.param(102, None, "other", id="102-acks-but-is-no-2xx"),
+        pytest.param(302, None, "3xx", id="302-not-followed"),
+        pytest.param(404, None, "4xx", id="404-retried"),
+        pytest.param(422, None, "4xx", id="422-permanent"),
+        pytest.param(429, None, "4xx", id="429"),
+        pytest.param(500, None, "5xx", id="500"),
+        pytest.param(503, None, "5xx", id="503"),
+        pytest.param(599, None, "5xx", id="599"),
+        pytest.param(600, None, "other", id="600-out-of-range"),
+        pytest.param(99, None, "other", id="99-out-of-range"),
+        pytest.param(None, "timeout", "timeout", id="timeout"),
+        pytest.param(None, "connect", "connect", id="connect"),
+        pytest.param(None, "tls", "connect", id="tls-handshake"),
+        pytest.param(None, "egress-denied", "egress", id="egress-denied"),
+        pytest.param(None, "protocol", "other", id="protocol"),
+        pytest.param(None, "invalid-request", "other", id="invalid-request"),
+        pytest.param(None, INTERNAL_ERROR, "other", id="push-not-built"),
+        pytest.param(None, "sqs-throttled", "other", id="sqs-error"),
+        pytest.param(None, "no-such-kind", "other", id="unknown-kind"),
+        pytest.param(None, None, "other", id="nothing"),
+    ],
+)
+def test_delivery_code_label(status: int | None, error: str | None, code: str) -> None:
+    assert delivery_code(status, error) == code
+    assert code in DELIVERY_CODES
+
+
+def test_a_push_the_gateway_could_not_build_is_retried_like_any_failure() -> None:
+    """Issue 19: not given up at once (nor left pending): backoff, then dead-lettered."""
+    assert classify_error(INTERNAL_ERROR) is Verdict.RETRY

@@ -14,8 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from gateway.deadletters import DL_ATTRIBUTES
 from gateway.jsonsafe import MAX_DEPTH
+from gateway.policy.deadletters import DL_ATTRIBUTES
 from tests.conftest import (
     BINARY_HEADERS,
     LOOPBACK_EGRESS,

@@ -17,7 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.clock import ManualClock
-from gateway.settings import load_config
+from gateway.config.settings import load_config
 from tests.conftest import (
     LOOPBACK_EGRESS,
     RunningGateway,
@@ -437,3 +437,31 @@ async def test_a_pruning_config_file_leaves_pretry_resources_alone(tmp_path: Pat
         topics = [t["name"] for t in (await gw.client.get("/v1/topics")).json()["topics"]]
         assert topics == ["default", "pretry.kept", "pretry.kept.dead"]
         assert (await gw.client.get("/v1/subscriptions/pretry.kept.0")).status_code == 200
+
+
+async def test_a_stored_config_that_no_longer_decodes_is_409_and_can_be_replaced(
+    tmp_path: Path,
+) -> None:
+    """A config saved before a range was enforced (maxRetry 10^23) is no 500: GET says what is
+    wrong, POST replaces it, DELETE removes it."""
+    settings = pretry_settings(tmp_path)
+    async with run_gateway(settings) as gw:
+        config = pretry_config("http://127.0.0.1:9/")
+        assert (await gw.client.post("/v1/config", json=config)).status_code == 201
+        row = httpx.Response(200, json={**config, "maxRetry": 10**23}).content
+        await gw.store.write(
+            lambda txn: txn.put(b"pretry/identifier-1", row, db=gw.store.db["meta"])
+        )
+    async with run_gateway(settings) as gw:
+        problem = assert_problem(await gw.client.get("/v1/config/identifier-1"), 409, "conflict")
+        assert "no longer valid" in problem["detail"]
+        replaced = await gw.client.post("/v1/config", json=config)
+        assert replaced.status_code == 200, replaced.text
+        assert (await gw.client.get("/v1/config/identifier-1")).json()["maxRetry"] == 3
+        await gw.store.write(
+            lambda txn: txn.put(b"pretry/identifier-1", row, db=gw.store.db["meta"])
+        )
+        assert (await gw.client.delete("/v1/config/identifier-1")).status_code == 204
+        assert_problem(await gw.client.get("/v1/config/identifier-1"), 404, "not-found")
+        long = await gw.client.get("/v1/config/" + "x" * 600)  # longer than an LMDB key
+        assert_problem(long, 404, "not-found")

@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.pushes import build_push, with_credentials
-from gateway.targets import HttpTarget, SqsTarget
+from gateway.delivery.pushes import build_push, with_credentials
+from gateway.destinations.targets import HttpTarget, SqsTarget
 
 BASE = {"specversion": "1.0", "id": "e-1", "source": "/s", "type": "t"}
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.backoff import RetryPolicy, next_delay
 from gateway.clock import ManualClock
+from gateway.policy.backoff import RetryPolicy, next_delay
 from tests.conftest import (
     LOOPBACK_EGRESS,
     advance_to_next_due,

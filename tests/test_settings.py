@@ -1,5 +1,5 @@
-"""Table tests for the configuration file (gateway/settings.py): defaults, DESIGN's example, and
-errors that name the key path."""
+"""Table tests for the configuration file (gateway/config/settings.py): defaults, DESIGN's
+example, and errors that name the key path."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gateway.settings import ConfigError, Settings, TopicSettings, load_config, parse_config
-from gateway.subscriptions import validate_settings
+from gateway.config.settings import ConfigError, Settings, TopicSettings, load_config, parse_config
+from gateway.resources.subscriptions import validate_settings
 
 REPO = Path(__file__).resolve().parent.parent
 DAY = 86400.0

@@ -13,8 +13,8 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from gateway.clock import ManualClock
-from gateway.settings import ConfigError, parse_config
-from gateway.subscriptions import validate_settings
+from gateway.config.settings import ConfigError, parse_config
+from gateway.resources.subscriptions import validate_settings
 from tests.conftest import (
     LOOPBACK_EGRESS,
     advance_to_next_due,

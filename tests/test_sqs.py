@@ -13,9 +13,9 @@ import pytest
 from botocore import exceptions as boto
 
 from gateway.clock import ManualClock
-from gateway.egress import EgressDeniedError
-from gateway.pushes import PushResult
-from gateway.sqs import SENT, QueueBatcher, entry_result, error_result
+from gateway.delivery.pushes import PushResult
+from gateway.delivery.sinks.sqs import SENT, QueueBatcher, entry_result, error_result
+from gateway.destinations.egress import EgressDeniedError
 from tests.conftest import (
     LOOPBACK_EGRESS,
     advance_to_next_due,

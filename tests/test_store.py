@@ -13,9 +13,9 @@ import orjson
 import pytest
 
 from gateway.clock import ManualClock
-from gateway.settings import Settings
-from gateway.store.committer import Transaction
-from gateway.store.lmdb import ENV_FILE, DataDirInUse, LmdbStore
+from gateway.config.settings import Settings
+from gateway.store.lmdb.committer import Transaction
+from gateway.store.lmdb.store import ENV_FILE, DataDirInUse, LmdbStore
 from tests.conftest import BINARY_HEADERS, assert_problem, make_settings, run_gateway
 
 

@@ -14,10 +14,10 @@ from urllib.parse import unquote
 import orjson
 import pytest
 
-from gateway import stored
-from gateway.deadletters import dead_letter_payload, redriven_payload
+from gateway.delivery.pushes import build_push
 from gateway.events import parse_request
-from gateway.pushes import build_push
+from gateway.policy import stored
+from gateway.policy.deadletters import dead_letter_payload, redriven_payload
 from tests.conftest import LOOPBACK_EGRESS, make_settings, run_gateway, settle, subscription
 from tests.subscriber import Answer, Received, run_subscriber
 

@@ -14,13 +14,13 @@ from typing import Any
 
 import orjson
 
+from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
 from gateway.problems import InvalidRequest, NotFound
-from gateway.settings import TopicSettings
-from gateway.store.acks import add_to_counter
-from gateway.store.committer import Transaction
-from gateway.store.lmdb import LmdbStore
-from gateway.store.redrive import Selection
+from gateway.store.lmdb.acks import add_to_counter
+from gateway.store.lmdb.committer import Transaction
+from gateway.store.lmdb.redrive import Selection
+from gateway.store.lmdb.store import LmdbStore
 
 DAY = 86_400.0
 NOW = 1_000_000.0

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from gateway.settings import ConfigError, parse_config
-from gateway.subscriptions import Subscription, validate_settings
-from gateway.targets import AwsCredentials, HttpTarget, SqsTarget, mask_secrets
+from gateway.config.settings import ConfigError, parse_config
+from gateway.destinations.targets import AwsCredentials, HttpTarget, SqsTarget, mask_secrets
+from gateway.resources.subscriptions import Subscription, validate_settings
 
 QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/orders"
 

@@ -9,7 +9,13 @@ One module per resource: `topics`, `subscriptions`, `deadletters` (redrive and p
 re-exported here.
 """
 
-from gateway.admin.common import check_resolved, config_error, decode_body, json_response
+from gateway.admin.common import (
+    admin_body,
+    check_resolved,
+    config_error,
+    decode_body,
+    json_response,
+)
 from gateway.admin.config import ConfigApi
 from gateway.admin.deadletters import DeadLettersApi, selection_from_query
 from gateway.admin.subscriptions import SubscriptionsApi, subscription_json
@@ -20,6 +26,7 @@ __all__ = [
     "DeadLettersApi",
     "SubscriptionsApi",
     "TopicsApi",
+    "admin_body",
     "check_resolved",
     "config_error",
     "decode_body",

@@ -12,15 +12,17 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.egress import EgressDenied, PolicyResolver, literal_address, url_host
-from gateway.jsonsafe import loads_limited
+from gateway.config.settings import ConfigError, msgspec_field, msgspec_path
+from gateway.destinations.egress import EgressDenied, PolicyResolver, literal_address, url_host
+from gateway.ingress.bodies import read_body
+from gateway.jsonsafe import MAX_DEPTH, depth
 from gateway.openapi import Query
-from gateway.problems import InvalidRequest
-from gateway.settings import ConfigError, msgspec_field, msgspec_path
-from gateway.subscriptions import Subscription
+from gateway.problems import InvalidRequest, PayloadTooLarge
+from gateway.resources.subscriptions import Subscription
 
 S = TypeVar("S")
 DIGITS = re.compile(r"[0-9]{1,19}")  # ASCII digits only: str.isdigit() accepts superscripts
+MAX_ADMIN_BODY = 1024**2  # an admin request's JSON body; the largest spec is a few KiB
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
 PAGE_QUERY = (
@@ -35,18 +37,49 @@ def json_response(content: Any, status: int = 200) -> Response:
     return Response(msgspec.json.encode(content), status_code=status, media_type="application/json")
 
 
+async def admin_body(request: Request) -> bytes:
+    """An admin request's body, at most MAX_ADMIN_BODY bytes (never buffered past it)."""
+    try:
+        return await read_body(request, MAX_ADMIN_BODY)
+    except PayloadTooLarge:
+        raise PayloadTooLarge(
+            f"admin request bodies are limited to {MAX_ADMIN_BODY // 1024} KiB",
+            field="body",
+            limit=MAX_ADMIN_BODY,
+        ) from None
+
+
 def decode_body(body: bytes, shape: type[S]) -> S:
-    """An admin JSON body as `shape`: first held to the client-JSON rules (no NaN or Infinity,
-    at most `jsonsafe.MAX_DEPTH` levels deep: deeper was a RecursionError), then decoded, so
-    a message names the field and the range it breaks."""
+    """An admin JSON body as `shape`, or a 400 naming the field: nested at most
+    `jsonsafe.MAX_DEPTH` levels (100,000 levels were a RecursionError, a 500); integers of any
+    size are decoded exactly, so a message names the field and the range it breaks."""
     body = body or b"{}"
-    loads_limited(body, what="body")
+    _check_nesting(body)
     try:
         return msgspec.json.decode(body, type=shape)
     except msgspec.ValidationError as error:
         raise InvalidRequest(msgspec_path(error), field=msgspec_field(error)) from None
     except msgspec.DecodeError as error:
-        raise InvalidRequest(f"body is not valid JSON: {error}") from None
+        raise InvalidRequest(f"body is not valid JSON: {error}", field="body") from None
+    except RecursionError:
+        raise _too_deep() from None
+
+
+def _check_nesting(body: bytes) -> None:
+    if body.count(b"[") + body.count(b"{") <= MAX_DEPTH:  # cannot be deeper
+        return
+    try:
+        value = msgspec.json.decode(body)
+    except RecursionError:
+        raise _too_deep() from None
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return  # the typed decode says what is wrong
+    if depth(value) > MAX_DEPTH:
+        raise _too_deep()
+
+
+def _too_deep() -> InvalidRequest:
+    return InvalidRequest(f"body is nested more than {MAX_DEPTH} levels deep", field="body")
 
 
 def config_error(error: ConfigError) -> InvalidRequest:

@@ -9,9 +9,9 @@ from starlette.responses import Response
 
 from gateway import api_models as shapes
 from gateway.admin.common import config_error, json_response
-from gateway.declarative import ApplyResult
+from gateway.config.settings import ConfigError
 from gateway.openapi import Operation
-from gateway.settings import ConfigError
+from gateway.resources.declarative import ApplyResult
 
 
 class ConfigApi:

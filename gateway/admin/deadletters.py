@@ -13,13 +13,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import api_models as shapes
-from gateway.admin.common import decode_body, json_response
+from gateway.admin.common import admin_body, decode_body, json_response
 from gateway.openapi import Operation, Query
 from gateway.problems import InvalidRequest
-from gateway.store.lmdb import LmdbStore
-from gateway.store.redrive import Selection
-from gateway.subscriptions import SubscriptionRegistry
-from gateway.topics import TopicRegistry
+from gateway.resources.subscriptions import SubscriptionRegistry
+from gateway.resources.topics import TopicRegistry
+from gateway.store.lmdb.redrive import Selection
+from gateway.store.lmdb.store import LmdbStore
 
 DEAD_LETTER_QUERY = (
     Query("subscription", "only dead letters of this subscription (dlsubscription)"),
@@ -63,7 +63,7 @@ class DeadLettersApi:
                 "Send dead letters back to their subscriptions as fresh deliveries",
                 request=shapes.DeadLetterSelection,
                 responses={200: shapes.RedriveResult},
-                problems=(400, 404),
+                problems=(400, 404, 413),
             ),
             Operation(
                 "POST",
@@ -72,7 +72,7 @@ class DeadLettersApi:
                 "Delete dead letters",
                 request=shapes.DeadLetterSelection,
                 responses={200: shapes.PurgeResult},
-                problems=(400, 404),
+                problems=(400, 404, 413),
             ),
         ]
 
@@ -108,7 +108,7 @@ class DeadLettersApi:
     async def redrive(self, request: Request) -> Response:
         topic = request.path_params["name"]
         self._topics.get(topic)
-        selection = self._selection(await request.body())
+        selection = self._selection(await admin_body(request))
         not_found = await self._not_found(topic, selection)
         result = await self._store.redrive(topic, selection, self._retention_of, self._now())
         self._wake(result.woken)
@@ -119,7 +119,7 @@ class DeadLettersApi:
     async def purge(self, request: Request) -> Response:
         topic = request.path_params["name"]
         self._topics.get(topic)
-        selection = self._selection(await request.body())
+        selection = self._selection(await admin_body(request))
         not_found = await self._not_found(topic, selection)
         result = await self._store.purge(topic, selection)
         return json_response(_with_not_found({"purged": result.handled}, not_found))

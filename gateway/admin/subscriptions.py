@@ -11,22 +11,47 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import api_models as shapes
-from gateway.admin.common import check_resolved, config_error, decode_body, json_response
-from gateway.egress import PolicyResolver
+from gateway.admin.common import (
+    admin_body,
+    check_resolved,
+    config_error,
+    decode_body,
+    json_response,
+)
+from gateway.config.settings import ConfigError, RawSubscription, msgspec_field, msgspec_path
+from gateway.destinations.egress import PolicyResolver
+from gateway.destinations.targets import HttpTarget, mask_secrets
 from gateway.openapi import Operation, Query
+from gateway.policy.deadletters import rfc3339_utc
 from gateway.problems import Conflict, InvalidRequest, NotFound
-from gateway.settings import ConfigError, RawSubscription, msgspec_field, msgspec_path
-from gateway.store.lmdb import LmdbStore
-from gateway.subscriptions import Subscription, SubscriptionRegistry
-from gateway.targets import HttpTarget, mask_secrets
+from gateway.resources.subscriptions import Subscription, SubscriptionRegistry
+from gateway.store.lmdb.keys import LastOutcome
+from gateway.store.lmdb.store import LmdbStore
 
 
-def subscription_json(subscription: Subscription, status: dict[str, int] | None) -> Any:
+def subscription_json(subscription: Subscription, status: dict[str, Any] | None) -> Any:
     """A subscription as users read it back: its spec, inline secrets masked."""
     document: dict[str, Any] = mask_secrets(_without_nulls(msgspec.to_builtins(subscription.spec)))
     if status is not None:
         document["status"] = status
     return document
+
+
+def last_outcome_json(last: LastOutcome) -> dict[str, Any]:
+    """The status fields of the last success and failure; those never seen are left out.
+    `lastStatus` is the last failed attempt's HTTP status (an integer) or error kind."""
+    found: dict[str, Any] = {}
+    if last.success_time is not None:
+        found["lastSuccessTime"] = rfc3339_utc(last.success_time)
+    if last.failure_time is not None:
+        found["lastFailureTime"] = rfc3339_utc(last.failure_time)
+    if last.status is not None:
+        found["lastStatus"] = (
+            int(last.status) if last.status.isascii() and last.status.isdigit() else last.status
+        )
+    if last.error is not None:
+        found["lastError"] = last.error
+    return found
 
 
 def _without_nulls(value: Any) -> Any:
@@ -72,7 +97,7 @@ class SubscriptionsApi:
                 "Create or replace a subscription",
                 request=shapes.SubscriptionBody,
                 responses={200: shapes.Subscription, 201: shapes.Subscription},
-                problems=(400,),
+                problems=(400, 413),
                 query=(Query("dryRun", "true to check the subscription and change nothing"),),
             ),
             Operation(
@@ -86,12 +111,13 @@ class SubscriptionsApi:
             ),
         ]
 
-    def status(self, name: str) -> dict[str, int]:
+    def status(self, name: str) -> dict[str, Any]:
         counters = self._store.deliveries.counters(name)
         settled = counters["acked"] + counters["deadlettered"] + counters["dropped"]
         return {
             **{key: counters[key] for key in ("published", "acked", "deadlettered", "dropped")},
             "pending": counters["published"] - settled,
+            **last_outcome_json(self._store.deliveries.last_outcome(name)),
         }
 
     def _existing(self, name: str) -> Subscription:
@@ -115,7 +141,7 @@ class SubscriptionsApi:
 
     async def _put_serialized(self, request: Request) -> Response:
         name = request.path_params["name"]
-        document = decode_body(await request.body(), dict[str, Any])
+        document = decode_body(await admin_body(request), dict[str, Any])
         if document.setdefault("name", name) != name:
             raise InvalidRequest(f"name {document['name']!r} differs from the path", field="name")
         try:

@@ -11,15 +11,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import api_models as shapes
-from gateway.admin.common import PAGE_QUERY, config_error, decode_body, json_response, page_limit
+from gateway.admin.common import (
+    PAGE_QUERY,
+    admin_body,
+    config_error,
+    decode_body,
+    json_response,
+    page_limit,
+)
 from gateway.admin.deadletters import DEAD_LETTER_QUERY, selection_from_query
-from gateway.durations import format_duration
+from gateway.config.durations import format_duration
+from gateway.config.settings import (
+    DEFAULT_TOPIC,
+    ConfigError,
+    RawTopic,
+    TopicSettings,
+    topic_settings,
+)
 from gateway.openapi import Operation
 from gateway.problems import Conflict, InvalidRequest
-from gateway.settings import DEFAULT_TOPIC, ConfigError, RawTopic, TopicSettings, topic_settings
-from gateway.store.lmdb import LmdbStore
-from gateway.subscriptions import SubscriptionRegistry
-from gateway.topics import TopicRegistry
+from gateway.resources.subscriptions import SubscriptionRegistry
+from gateway.resources.topics import TopicRegistry
+from gateway.store.lmdb.store import LmdbStore
 
 
 def topic_json(topic: TopicSettings) -> dict[str, Any]:
@@ -61,7 +74,7 @@ class TopicsApi:
                 request=shapes.TopicBody,
                 request_required=False,
                 responses={200: shapes.Topic, 201: shapes.Topic},
-                problems=(400,),
+                problems=(400, 413),
             ),
             Operation(
                 "DELETE",
@@ -94,7 +107,7 @@ class TopicsApi:
 
     async def _put_serialized(self, request: Request) -> Response:
         name = request.path_params["name"]
-        body = decode_body(await request.body(), shapes.TopicBody)
+        body = decode_body(await admin_body(request), shapes.TopicBody)
         if body.name not in (None, name):
             raise InvalidRequest(f"name {body.name!r} differs from the path {name!r}", field="name")
         try:

@@ -1,7 +1,7 @@
 """The store interface: what the rest of the gateway needs from the store, and the values
 it hands back.
 
-LMDB (`gateway.store.lmdb`) is the embedded implementation; the interface is what lets a
+LMDB (`gateway.store.lmdb.store`) is the embedded implementation; the interface is what lets a
 distributed store take its place when one node is not enough.
 """
 
@@ -11,13 +11,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
-from gateway.settings import TopicSettings
-from gateway.store.committer import Transaction
+from gateway.store.lmdb.committer import Transaction
 
 if TYPE_CHECKING:
-    from gateway.store.deliveries import DueDelivery, Settlement
-    from gateway.store.redrive import RetentionOf, Selection
+    from gateway.store.lmdb.deliveries import DueDelivery, Settlement
+    from gateway.store.lmdb.keys import DeliveryState, LastOutcome
+    from gateway.store.lmdb.redrive import RetentionOf, Selection
 
 T = TypeVar("T")
 
@@ -81,7 +82,13 @@ class Deliveries(Protocol):
 
     def counters(self, subscription: str) -> dict[str, int]: ...
 
+    def last_outcome(self, subscription: str) -> LastOutcome:
+        """When the subscription's last attempts succeeded and failed, and what failed."""
+        ...
+
     def oldest_pending(self, subscription: str) -> float | None: ...
+
+    def state(self, subscription: str, seq: int) -> DeliveryState | None: ...
 
     def delete_subscription(self, txn: Transaction, subscription: str) -> int:
         """Inside `txn`: drop the subscription's pending deliveries, counters and spec row."""
@@ -149,6 +156,10 @@ class Store(Protocol):
 
     def browse(
         self, topic: str, after: str | None, limit: int, selection: Selection | None = None
+    ) -> Page: ...
+
+    def browse_newest(
+        self, topic: str, before: str | None, limit: int, selection: Selection | None = None
     ) -> Page: ...
 
     async def redrive(

@@ -1,0 +1,1 @@
+"""The push engine: lanes, outcome recording, concurrency, push building and sinks."""

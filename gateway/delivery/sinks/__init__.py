@@ -1,0 +1,1 @@
+"""One sink per destination type (HTTP, SQS) behind one `push`."""

@@ -1,0 +1,1 @@
+"""Publishing: the receiver's routes, bounded body reading, and bearer-token auth."""

@@ -1,0 +1,1 @@
+"""Operating the gateway: metrics, observability routes, logs, health and retention."""

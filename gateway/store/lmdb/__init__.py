@@ -1,0 +1,1 @@
+"""The embedded LMDB store: one environment under the data directory."""
