@@ -25,6 +25,7 @@ from gateway.delivery.engine import Engine
 from gateway.delivery.sinks.http import Sinks
 from gateway.events import Limits
 from gateway.ingress.auth import AuthMiddleware, load_tokens
+from gateway.ingress.framing import FramingMiddleware
 from gateway.ingress.receiver import Receiver
 from gateway.ops import health
 from gateway.ops.collector import GatewayCollector, Sources
@@ -96,11 +97,12 @@ def create_app(
     now = SteadyTime(gateway.clock)
     app = Starlette(
         middleware=[
+            Middleware(FramingMiddleware),
             Middleware(
                 AuthMiddleware,
                 tokens=load_tokens(settings.auth),
                 admin_port=settings.server.admin_port,
-            )
+            ),
         ],
         exception_handlers={
             GatewayError: _gateway_error,

@@ -17,13 +17,19 @@ What each mode's values mean:
   non-JSON `datacontenttype` must be a string.
 
 Limits: attribute names are 1 to MAX_NAME_LENGTH lowercase letters and digits (the spec's 20 is a
-SHOULD NOT); JSON nests at most gateway.jsonsafe.MAX_DEPTH levels; attributes named like the
-gateway's own dead-letter attributes (`dl*`, gateway.deadletters) are refused, so a dead letter
-is always one the gateway made.
+SHOULD NOT; the rule is gateway.policy.names, which subscription filters use too); JSON
+nests at most gateway.jsonsafe.MAX_DEPTH levels; attributes named like the gateway's own
+dead-letter attributes (`dl*`, gateway.deadletters) are refused, so a dead letter is always one
+the gateway made.
 
 Stored form: the event in the JSON format, with `time` as published: bytes as 1.0's
 `data_base64` (0.3: `datacontentencoding: base64` and base64 `data`), text and JSON as `data`.
-It is what the admin API lists, and what pushes are built from (gateway.pushes).
+It is what the admin API lists, and what pushes are built from (gateway.delivery.pushes).
+Binary-mode JSON data arrived as bytes and is kept byte for byte: the body's text is embedded
+verbatim as the last member (gateway.policy.stored), and binary-mode and data-mode pushes send it
+as it came. Structured and batch data arrived as a JSON value inside the event's JSON, not as
+bytes of its own: it is kept as that value and re-serialised compactly (whitespace and escapes
+inside the publisher's document are not data).
 """
 
 from __future__ import annotations
@@ -41,17 +47,14 @@ from cloudevents.core.bindings.common import get_event_factory_for_version
 
 from gateway import cetypes, jsonsafe
 from gateway.policy.deadletters import DL_ATTRIBUTES
+from gateway.policy.names import ATTRIBUTE_NAME, MAX_NAME_LENGTH
 from gateway.problems import InvalidEvent, PayloadTooLarge, UnsupportedMediaType
 
 STRUCTURED: Final = "application/cloudevents+json"
 BATCH: Final = "application/cloudevents-batch+json"
 REQUIRED: Final = ("specversion", "id", "source", "type")
 SPEC_VERSIONS: Final = ("1.0", "0.3")
-MAX_NAME_LENGTH: Final = 64
-NAME: Final = {
-    "1.0": re.compile(rf"[a-z0-9]{{1,{MAX_NAME_LENGTH}}}"),
-    "0.3": re.compile(rf"[a-z][a-z0-9]{{0,{MAX_NAME_LENGTH - 1}}}"),  # 0.3: begins with a letter
-}
+NAME: Final = ATTRIBUTE_NAME
 DATA_MEMBERS: Final = frozenset({"data", "data_base64"})
 CONTEXT_ATTRIBUTES = frozenset(
     {
@@ -206,11 +209,14 @@ def _binary_data(body: bytes, content_type: str | None, version: str) -> dict[st
         return {}
     if content_type is not None and is_json(content_type):
         try:
-            return {"data": jsonsafe.parse(body)}
+            jsonsafe.parse(body)
         except jsonsafe.UnsafeJSON as error:
             raise InvalidEvent(
                 f"the body is declared {media_type(content_type)} but is {error}", field="data"
             ) from None
+        # Valid JSON: stored as the text that arrived, the document's last member
+        # (gateway.policy.stored), so a binary-mode push sends these very bytes.
+        return {"data": orjson.Fragment(body)}
     if content_type is not None and is_text(content_type):
         try:
             return {"data": body.decode("utf-8")}

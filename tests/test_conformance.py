@@ -279,6 +279,27 @@ CASES: dict[str, Case] = {
         ev(datacontenttype="application/json", data={"appinfoA": "abc", "appinfoB": 123}),
         (hd(content_type="application/json"), b'{"appinfoA": "abc", "appinfoB": 123}'),
     ),
+    "json-3.1.1-json-data-as-sent-whitespace": accepted(
+        ev(datacontenttype="application/json", data={"b": [1, 2], "a": {"c": None}}),
+        (hd(content_type="application/json"), b' {\n\t"b" : [ 1,2 ],\r\n "a":{"c":null} }\n'),
+    ),
+    "json-3.1.1-json-data-as-sent-escapes": accepted(
+        ev(datacontenttype="application/json", data={"s": "\u00e9/\U0001f600", "k\u00e9y": 1}),
+        (
+            hd(content_type="application/json"),
+            b'{"s":"\\u00e9\\/\\ud83d\\ude00","k\\u00e9y":1}',
+        ),
+    ),
+    "json-3.1.1-json-data-as-sent-numbers": accepted(
+        ev(datacontenttype="application/json", data=[100.0, 1.5, 0, -0.0, 12, 1000000]),
+        (hd(content_type="application/json"), b"[1E2,1.50,-0,-0.0,1.2e1,1e6]"),
+        modes=("binary",),
+    ),
+    "json-3.1.1-json-data-as-sent-duplicate-keys": accepted(
+        ev(datacontenttype="application/json", data={"a": 2, "b": 3}),
+        (hd(content_type="application/json"), b'{"a":1,"b":3,"a":2}'),
+        modes=("binary",),
+    ),
     "json-3.1.1-json-suffix-media-type": accepted(
         ev(datacontenttype="application/vnd.order+json; charset=utf-8", data=[1, 2]),
         (hd(content_type="application/vnd.order+json; charset=utf-8"), b"[1, 2]"),
@@ -450,7 +471,8 @@ async def test_conformance(conformance: Harness, name: str, mode: str) -> None:
     expected = {**expected, "id": event_id}
     assert await conformance.stored(event_id) == [expected]
     pushes = await conformance.pushes(event_id)
-    check_binary_push(pushes["binary"], expected)
+    sent = case.binary[1] if mode == "binary" and case.binary else None
+    check_binary_push(pushes["binary"], expected, sent)
     check_structured_push(pushes["structured"], expected)
     check_sdk_decodes(pushes, expected)
 

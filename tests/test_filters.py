@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from cloudevents.core.v1.event import CloudEvent
 
+from gateway.events import MAX_NAME_LENGTH, parse_request
 from gateway.policy.filters import (
     All,
     AnyOf,
@@ -493,9 +494,9 @@ INVALID = [
         id="dash-attribute",
     ),
     pytest.param(
-        [{"exact": {"a" * 21: "a"}}],
+        [{"exact": {"a" * 65: "a"}}],
         "filters[0].exact",
-        ["is invalid", "1-20"],
+        ["is invalid", "1-64"],
         id="attribute-too-long",
     ),
     pytest.param(
@@ -566,3 +567,23 @@ def test_invalid_spec(spec: Any, path: str, fragments: list[str]) -> None:
     for fragment in fragments:
         assert fragment in caught.value.message
     assert str(caught.value).startswith(f"{path}: ")
+
+
+LONG_NAME = "x" * 20 + "0123456789" * 4 + "tail"  # 64 characters, the most ingress accepts
+
+
+@pytest.mark.parametrize("name", ["a" * 21, LONG_NAME, "0" * MAX_NAME_LENGTH])
+def test_filters_accept_every_name_ingress_accepts(name: str) -> None:
+    """An extension ingress stores (up to MAX_NAME_LENGTH characters) can be filtered on, and the
+    filter matches the event as it was stored."""
+    headers = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "/s", "ce-type": "t"}
+    (incoming,) = parse_request({**headers, f"ce-{name}": "gold"}, b"")
+    assert compile_filters([{"exact": {name: "gold"}}]).matches(incoming.attributes)
+    assert not compile_filters([{"suffix": {name: "x"}}]).matches(incoming.attributes)
+    assert compile_filters([{"prefix": {name: "go"}}]).matches(incoming.attributes)
+
+
+def test_filters_refuse_what_ingress_refuses() -> None:
+    name = "a" * (MAX_NAME_LENGTH + 1)
+    with pytest.raises(FilterError, match=f"1-{MAX_NAME_LENGTH} lowercase"):
+        compile_filters([{"exact": {name: "gold"}}])

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -207,15 +208,77 @@ async def raw_exchange(port: int, request: bytes) -> bytes:
             await writer.wait_closed()
 
 
+def framed(method: str, path: str, body: bytes, *, content_length: bool = True) -> bytes:
+    """A raw HTTP/1.1 request with a chunked body, and a Content-Length as well if asked."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: gw\r\ncontent-type: application/json\r\n"
+    if content_length:
+        head += "Content-Length: 5\r\n"
+    chunk = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    return head.encode() + b"Transfer-Encoding: chunked\r\n\r\n" + chunk
+
+
+async def answer_until_closed(port: int, request: bytes) -> tuple[bytes, dict[str, Any]]:
+    """The status line and the problem body of an answer after which the server closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 5)  # to EOF: the connection is closed
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"\r\nconnection: close" in head.lower(), head
+    return head.split(b"\r\n", 1)[0], orjson.loads(body)
+
+
 async def test_content_length_with_chunked_is_refused_on_hypercorn(
     gateway: RunningGateway,
 ) -> None:
     """h11 passes such a request through (and frames it as chunked): the app refuses it."""
     port = int(gateway.url.rsplit(":", 1)[1])
-    answer = await raw_exchange(port, SMUGGLE)
-    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
-    assert b"transfer-encoding" in answer
+    status, problem = await answer_until_closed(port, SMUGGLE)
+    assert status == b"HTTP/1.1 400 ", status
+    assert problem["field"] == "transfer-encoding"
     assert await stored_ids(gateway) == []
+
+
+PUT_SUBSCRIPTION = orjson.dumps(
+    {"topic": "orders", "destination": {"http": {"url": "http://127.0.0.1:9/hook"}}}
+)
+ADMIN_REQUESTS = [
+    pytest.param("PUT", "/v1/subscriptions/smuggled", PUT_SUBSCRIPTION, id="put-subscription"),
+    pytest.param("POST", "/v1/config", b"{}", id="pretry-config"),
+    pytest.param("POST", "/v1/event", b'{"identifier": "i", "eventBody": {}}', id="pretry-event"),
+    pytest.param("GET", "/v1/subscriptions", b"", id="get-with-body"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ADMIN_REQUESTS)
+async def test_content_length_with_chunked_is_refused_on_every_route(
+    tmp_path: Path, method: str, path: str, body: bytes
+) -> None:
+    """Not only ingress: admin and Pretry routes refuse both framings too (on Hypercorn, which
+    passes them through), before the body is read, and nothing is applied."""
+    async with run_gateway(make_settings(tmp_path, egress=LOOPBACK_EGRESS)) as gw:
+        port = int(gw.url.rsplit(":", 1)[1])
+        status, problem = await answer_until_closed(port, framed(method, path, body))
+        assert status == b"HTTP/1.1 400 ", status
+        assert problem["type"] == "urn:ce-gateway:problem:invalid-request"
+        assert problem["field"] == "transfer-encoding"
+        assert "Content-Length and Transfer-Encoding" in problem["detail"]
+        assert (await gw.client.get("/v1/subscriptions")).json() == {"subscriptions": []}
+
+
+async def test_chunked_alone_is_served(tmp_path: Path) -> None:
+    """The control: the same admin request with only chunked framing is applied."""
+    async with run_gateway(make_settings(tmp_path, egress=LOOPBACK_EGRESS)) as gw:
+        port = int(gw.url.rsplit(":", 1)[1])
+        request = framed("PUT", "/v1/subscriptions/chunked", PUT_SUBSCRIPTION, content_length=False)
+        answer = await raw_exchange(port, request)
+        assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+        assert (await gw.client.get("/v1/subscriptions/chunked")).status_code == 200
 
 
 @pytest.mark.slow

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import itertools
+import json
 import threading
 from collections import Counter
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -168,7 +168,8 @@ def binary_form(
         body = value
     elif content_type is None or content_type.endswith("json"):
         content_type = content_type or "application/json"
-        body = orjson.dumps(value)
+        # Not the compact form: whitespace and \u escapes must reach a binary push as sent.
+        body = json.dumps(value, indent=1, ensure_ascii=True).encode() + b"\n"
     else:
         body = value.encode()
     if content_type is not None:
@@ -183,9 +184,10 @@ def binary_form(
 
 
 async def publish_and_check(h: Harness, mode: str, attributes: dict[str, Any], payload: Any) -> str:
+    sent = None
     if mode == "binary":
-        headers, body, expected = binary_form(attributes, payload)
-        response = await h.publish("binary", (headers, body))
+        headers, sent, expected = binary_form(attributes, payload)
+        response = await h.publish("binary", (headers, sent))
     else:
         expected = structured_form(attributes, payload)
         request = expected if mode == "structured" else [expected]
@@ -200,7 +202,7 @@ async def publish_and_check(h: Harness, mode: str, attributes: dict[str, Any], p
     assert response.json() == {"accepted": 1, "duplicates": 0}
     assert await h.stored(attributes["id"]) == [expected]
     pushes = await h.pushes(attributes["id"])
-    check_binary_push(pushes["binary"], expected)
+    check_binary_push(pushes["binary"], expected, sent)
     check_structured_push(pushes["structured"], expected)
     check_sdk_decodes(pushes, expected)
     return "accepted"

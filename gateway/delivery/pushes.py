@@ -3,10 +3,12 @@
 
 Binary mode puts the attributes in `ce-*` headers, each in its canonical string form
 (`true`/`false`, integers as digits, strings percent-encoded as HTTP binding 3.1.3.2 says), and
-the data in the body: bytes as they are, text as UTF-8, a JSON value as JSON. `Content-Type` is
-the `datacontenttype`; an event without one carries none, except JSON data (JSON format 3.1.2:
-re-serialized in another binding, the implied `application/json` SHOULD be set explicitly). The
-cloudevents SDK is not used: it writes booleans as `True`/`False` and JSON lists as Python text.
+the data in the body: bytes as they are, text as UTF-8, a JSON value as JSON (byte for byte the
+JSON text a binary-mode publisher sent, gateway.policy.stored; re-serialised otherwise).
+`Content-Type` is the `datacontenttype`; an event without one carries none, except JSON data
+(JSON format 3.1.2: re-serialized in another binding, the implied `application/json` SHOULD be
+set explicitly). The cloudevents SDK is not used: it writes booleans as `True`/`False` and JSON
+lists as Python text.
 Structured mode sends the stored JSON-format event as it is. Data mode sends only the event's
 data with its content type, no CloudEvent attributes (what Pretry's HTTP and SQS integrations
 deliver).
@@ -23,6 +25,7 @@ from gateway.cetypes import header_value
 from gateway.destinations.signing import signature_headers, webhook_id
 from gateway.destinations.targets import HttpTarget, Target
 from gateway.events import STRUCTURED, is_json, stored_data
+from gateway.policy.stored import data_last, json_text
 
 MAX_DETAIL = 256
 
@@ -58,10 +61,12 @@ def build_push(payload: bytes, content_mode: str) -> PushRequest:
         return PushRequest(
             {"content-type": STRUCTURED}, payload, str(identity["source"]), str(identity["id"])
         )
-    return _binary_push(orjson.loads(payload))
+    return _binary_push(payload)
 
 
-def _binary_push(document: dict[str, Any]) -> PushRequest:
+def _binary_push(payload: bytes) -> PushRequest:
+    document = orjson.loads(payload)
+    tail_payload = payload if data_last(document) else None
     has_data = "data" in document or document.get("data_base64") is not None
     content_type = document.get("datacontenttype")
     data = stored_data(document)
@@ -77,7 +82,7 @@ def _binary_push(document: dict[str, Any]) -> PushRequest:
         headers["content-type"] = content_type
     elif has_data and not isinstance(data, bytes):
         headers["content-type"] = "application/json"
-    body = _data_bytes(data, content_type) if has_data else b""
+    body = _data_bytes(data, content_type, tail_payload) if has_data else b""
     return PushRequest(headers, body, str(document["source"]), str(document["id"]))
 
 
@@ -85,24 +90,27 @@ def _data_push(payload: bytes) -> PushRequest:
     """Only the data: JSON data (no datacontenttype means JSON) as its JSON text, so a JSON
     string stays a JSON string; other text as it is; binary data decoded from base64."""
     document = orjson.loads(payload)
+    tail_payload = payload if data_last(document) else None
     content_type = document.get("datacontenttype")
     has_data = "data" in document or document.get("data_base64") is not None
     data = stored_data(document)  # bytes from 1.0's data_base64 or 0.3's base64 `data`
     if isinstance(data, bytes):
         content_type = content_type or "application/octet-stream"
-    body = _data_bytes(data, content_type) if has_data else b""
+    body = _data_bytes(data, content_type, tail_payload) if has_data else b""
     headers = {"content-type": content_type or "application/json"} if body else {}
     return PushRequest(headers, body, str(document["source"]), str(document["id"]))
 
 
-def _data_bytes(data: Any, content_type: str | None) -> bytes:
+def _data_bytes(data: Any, content_type: str | None, tail_payload: bytes | None) -> bytes:
     """A push body from an event's data: bytes as they are, text (a string under a non-JSON
-    type) as UTF-8, anything else (JSON null included) as JSON."""
+    type) as UTF-8, anything else (JSON null included) as JSON: its text as stored (cut from
+    `tail_payload`, the payload when its last member is `data`: byte for byte what a binary-mode
+    publisher sent), else serialised."""
     if isinstance(data, bytes | bytearray):
         return bytes(data)
     if isinstance(data, str) and not is_json(content_type):
         return data.encode()
-    return orjson.dumps(data)
+    return json_text(data, tail_payload)
 
 
 def with_credentials(

@@ -1,2 +1,3 @@
 """Pure delivery policy: backoff, outcome classification, filters, dead-letter
-attributes. Plain functions over plain values; imports nothing else of the gateway."""
+attributes, attribute names, and the stored form's JSON data text. Plain functions over plain
+values; imports nothing else of the gateway."""

@@ -16,6 +16,8 @@ from typing import Any, Final
 
 import orjson
 
+from gateway.policy import stored
+
 DL_ATTRIBUTES: Final = (
     "dlsubscription",
     "dlreason",
@@ -95,11 +97,14 @@ def strip_dead_letter_attributes(attributes: Mapping[str, Any]) -> dict[str, Any
 def dead_letter_payload(payload: bytes, attributes: Mapping[str, str]) -> bytes:
     """The stored (structured JSON) event with `attributes` added: what the dead-letter topic
     keeps. Earlier `dl*` attributes are replaced, never stacked."""
-    document = strip_dead_letter_attributes(orjson.loads(payload))
+    original = orjson.loads(payload)
+    document = strip_dead_letter_attributes(original)
     document.update(attributes)
-    return orjson.dumps(document)
+    return stored.dumps(document, stored.data_text(payload, original))
 
 
 def redriven_payload(payload: bytes) -> bytes:
-    """A dead letter made deliverable again: the original event, without the `dl*` attributes."""
-    return orjson.dumps(strip_dead_letter_attributes(orjson.loads(payload)))
+    """A dead letter made deliverable again: the original event, without the `dl*` attributes
+    (JSON data kept as the text that was stored, gateway.policy.stored)."""
+    original = orjson.loads(payload)
+    return stored.dumps(strip_dead_letter_attributes(original), stored.data_text(payload, original))

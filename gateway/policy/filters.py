@@ -15,11 +15,12 @@ anything else as `str(value)`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+
+from gateway.policy.names import ATTRIBUTE_NAME, MAX_NAME_LENGTH
 
 __all__ = [
     "OPERATORS",
@@ -41,7 +42,9 @@ OPERATORS = ("exact", "prefix", "suffix", "all", "any", "not")
 MAX_DEPTH = 32
 """Deepest nesting of all/any/not accepted; deeper config is surely a mistake."""
 
-_ATTRIBUTE_NAME = re.compile(r"[a-z0-9]{1,20}")
+_ATTRIBUTE_NAME = ATTRIBUTE_NAME["1.0"]
+"""The names ingress accepts (gateway.events), so every attribute an event can carry can be
+filtered on; 1.0's rule, which is 0.3's without the leading letter."""
 
 
 class Filter(Protocol):
@@ -230,8 +233,8 @@ def _check_pair(name: object, value: object, path: str, *, allow_empty_value: bo
     if not isinstance(name, str) or not _ATTRIBUTE_NAME.fullmatch(name):
         raise FilterError(
             path,
-            f"attribute name {name!r} is invalid; "
-            "CloudEvents names are 1-20 lowercase letters or digits",
+            f"attribute name {name!r} is invalid; CloudEvents names are 1-{MAX_NAME_LENGTH} "
+            "lowercase letters or digits",
         )
     if not isinstance(value, str):
         raise FilterError(
