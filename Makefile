@@ -15,7 +15,7 @@ system-deps:
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-# The JavaScript CloudEvents SDK, a second decoder of pushes (tests/test_js_decoder.py); node and
+# The JavaScript CloudEvents SDK, a second decoder of pushes (tests/conformance/test_js_decoder.py); node and
 # npm from Debian where missing. Reinstalled only when the pinned lock file changes.
 js-deps: $(JS_STAMP)
 

@@ -24,7 +24,7 @@ from gateway.config.settings import Settings, parse_config
 from gateway.server import hypercorn_config
 from gateway.store.lmdb.store import LmdbStore
 from gateway.store.open import open_store as open_configured_store
-from tests.sqs_server import SqsServer, run_sqs_server
+from tests.support.sqs_server import SqsServer, run_sqs_server
 
 
 class FixedRouting:

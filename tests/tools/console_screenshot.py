@@ -18,7 +18,7 @@ from playwright.async_api import async_playwright
 
 from gateway.clock import ManualClock
 from tests.conftest import LOOPBACK_EGRESS, make_settings, run_gateway, settle, subscription
-from tests.subscriber import Answer, run_subscriber
+from tests.support.subscriber import Answer, run_subscriber
 
 MINUTES = 60
 FAILING_FROM = 40
