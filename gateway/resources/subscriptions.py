@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -313,7 +313,7 @@ class SubscriptionRegistry:
         change = self._store.put_subscription(
             subscription.name, spec, lambda: self._swap(add=subscription)
         )
-        created = await self._changed(change)
+        created = await change
         self.on_change()
         return created
 
@@ -321,18 +321,9 @@ class SubscriptionRegistry:
         """Remove the subscription and its pending deliveries; returns how many were dropped."""
         # No publish ordered after this one fans out to it.
         change = self._store.delete_subscription(name, lambda: self._swap(remove=name))
-        dropped = await self._changed(change)
+        dropped = await change
         self.on_change()
         return dropped
-
-    async def _changed(self, change: Awaitable[T]) -> T:
-        try:
-            return await change
-        except BaseException:
-            # The commit failed after the indexes were swapped: rebuild them from the store.
-            self._by_name, self._routing.by_topic = {}, {}
-            await self.load()
-            raise
 
     def uses_topic(self, topic: str) -> list[str]:
         return [
@@ -341,7 +332,15 @@ class SubscriptionRegistry:
             if topic in (sub.topic, sub.dead_letter_topic)
         ]
 
-    def _swap(self, add: Subscription | None = None, remove: str | None = None) -> None:
+    def _swap(
+        self, add: Subscription | None = None, remove: str | None = None
+    ) -> Callable[[], None]:
+        """Swap in new indexes; returns the undo that swaps the previous ones back."""
+        before = (self._by_name, self._routing.by_topic)
+
+        def undo() -> None:
+            self._by_name, self._routing.by_topic = before
+
         by_name = dict(self._by_name)
         if remove is not None:
             by_name.pop(remove, None)
@@ -352,6 +351,7 @@ class SubscriptionRegistry:
             by_topic.setdefault(subscription.topic, []).append(subscription)
         self._routing.by_topic = {topic: tuple(subs) for topic, subs in by_topic.items()}
         self._by_name = by_name
+        return undo
 
 
 def _decoded(name: str, value: bytes) -> RawSubscription | None:

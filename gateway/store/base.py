@@ -32,6 +32,11 @@ from gateway.store.records import (
 __all__ = ["PublishHint", "Routing", "Store"]
 
 
+# A routing change the store makes in its commit order; it returns its own undo, which the
+# store calls (in the same order) when the change does not commit.
+RoutingChange = Callable[[], Callable[[], None]]
+
+
 class PublishHint(Protocol):
     """A publish is on its way (`Store.publishing`): lets group commit wait for it briefly.
     LMDB announces it on enter and withdraws it on an exit that never reached `publish`."""
@@ -52,10 +57,10 @@ class Store(Protocol):
     `apply` (which swaps the routing indexes) at the point of the store's commit order where
     the change takes effect (LMDB: inside the one writer's transaction). So a publish ordered
     after the change fans out with the new routing, one ordered before it with the old, and
-    none sees half of it. A second implementation must keep this (PostgreSQL: a config
-    version bumped under an advisory lock, checked by each publish transaction). If the
-    change's commit fails after `apply`, the caller rebuilds its routing from
-    `subscription_rows`.
+    none sees half of it. `apply` returns its undo: if the change does not commit, the store
+    calls it at the same place in its commit order, so no later publish fans out with a
+    change that never happened. A second implementation must keep this (PostgreSQL: a config
+    version bumped under an advisory lock, checked by each publish transaction).
     """
 
     # -- publishing -----------------------------------------------------------------------
@@ -155,12 +160,12 @@ class Store(Protocol):
         """(name, spec) of every stored subscription."""
         ...
 
-    async def put_subscription(self, name: str, spec: bytes, apply: Callable[[], None]) -> bool:
+    async def put_subscription(self, name: str, spec: bytes, apply: RoutingChange) -> bool:
         """Store the spec and call `apply` in the same commit (see the ordering guarantee);
         True when it was created."""
         ...
 
-    async def delete_subscription(self, name: str, apply: Callable[[], None]) -> int:
+    async def delete_subscription(self, name: str, apply: RoutingChange) -> int:
         """Drop the spec, pending deliveries, counters and last outcome, calling `apply` in
         the same commit; returns how many pending deliveries were dropped."""
         ...

@@ -8,6 +8,7 @@ Tests reach the store only through the Protocol's members (`gateway.store.base.S
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,20 +27,32 @@ OnCommit = Callable[[int, float], None]  # (operations, seconds) after each comm
 
 @dataclass
 class Faults:
-    """The N-th commit from `fail_nth(n)` on fails (once), with nothing of it stored."""
+    """The N-th commit from `fail_nth(n)` on fails (once), with nothing of it stored. With
+    `hold=True` the failing commit waits (in the store's writer) until `release()`, so a test
+    can queue work behind it that must land in a later commit."""
 
     attempts: int = 0
     fail_at: int | None = None
     failed: int = 0
+    hold: bool = False
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
 
-    def fail_nth(self, n: int) -> None:
+    def fail_nth(self, n: int, *, hold: bool = False) -> None:
         self.fail_at = self.attempts + n
+        self.hold = hold
+
+    def release(self) -> None:
+        self.released.set()
 
     def should_fail(self) -> bool:
         self.attempts += 1
         if self.fail_at is not None and self.attempts == self.fail_at:
             self.fail_at = None
             self.failed += 1
+            if self.hold:
+                self.reached.set()
+                self.released.wait(5.0)
             return True
         return False
 

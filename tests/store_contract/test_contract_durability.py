@@ -80,7 +80,7 @@ async def test_topic_subscription_and_extension_rows_survive_reopening(
     store: Store, reopen: Reopen
 ) -> None:
     await store.put_topic(topic("orders", retention=3600.0))
-    await store.put_subscription("s1", b'{"name":"s1"}', lambda: None)
+    await store.put_subscription("s1", b'{"name":"s1"}', lambda: lambda: None)
     await store.put_extension_row("pretry", "p1", b"{}")
     store = reopen()
     assert [(t.name, t.retention) for t in await store.topics()] == [("orders", 3600.0)]
@@ -151,7 +151,7 @@ async def test_a_failed_subscription_commit_stores_no_row(
 ) -> None:
     faults.fail_nth(1)
     with pytest.raises(StoreFailure):
-        await store.put_subscription("s1", b'{"name":"s1"}', lambda: None)
+        await store.put_subscription("s1", b'{"name":"s1"}', lambda: lambda: None)
     assert await store.subscription_rows() == []
     store = reopen()
     assert await store.subscription_rows() == []

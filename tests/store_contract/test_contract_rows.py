@@ -6,11 +6,14 @@ pending deliveries and counters with it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
-from gateway.problems import NotFound
+from gateway.problems import NotFound, StoreFailure
 from gateway.store.base import Store
+from gateway.store.records import PublishResult
+from tests.store_contract.conftest import Faults
 from tests.store_contract.support import (
     DAY,
     T0,
@@ -29,17 +32,25 @@ SPEC = b'{"name":"s1","topic":"orders","target":"https://example.test/hook"}'
 
 
 class Applied:
-    """An `apply` callback that routes (or unroutes) s1 and counts its calls."""
+    """An `apply` callback that routes (or unroutes) s1, counts its calls and returns its
+    undo (which puts the routes back as they were), as the Protocol asks."""
 
     def __init__(self, routing: Routing, add: bool) -> None:
-        self.routing, self.add, self.calls = routing, add, 0
+        self.routing, self.add, self.calls, self.undone = routing, add, 0, 0
 
-    def __call__(self) -> None:
+    def __call__(self) -> Callable[[], None]:
         self.calls += 1
+        before = {topic: list(routes) for topic, routes in self.routing.routes.items()}
         if self.add:
             self.routing.add("orders", "s1")
         else:
             self.routing.remove("s1")
+
+        def undo() -> None:
+            self.undone += 1
+            self.routing.routes = before
+
+        return undo
 
 
 async def test_put_topic_creates_then_replaces(store: Store) -> None:
@@ -94,7 +105,7 @@ async def test_subscription_rows_are_created_replaced_and_listed(
     assert await store.put_subscription("s1", SPEC, applied) is True
     replaced = SPEC.replace(b"hook", b"hook2")
     assert await store.put_subscription("s1", replaced, applied) is False
-    await store.put_subscription("s2", SPEC.replace(b"s1", b"s2"), lambda: None)
+    await store.put_subscription("s2", SPEC.replace(b"s1", b"s2"), lambda: lambda: None)
     rows = dict(await store.subscription_rows())
     assert rows == {"s1": replaced, "s2": SPEC.replace(b"s1", b"s2")}
     assert applied.calls == 2
@@ -202,3 +213,53 @@ async def test_extension_rows_under_other_keys_are_apart(store: Store) -> None:
     assert await store.extension_row("pretry", "ab") == b"2"
     assert await store.subscription_rows() == []  # no extension row shows up as another row
     assert await store.topics() == []
+
+
+async def test_a_subscription_change_that_does_not_commit_is_undone_before_the_next_publish(
+    store: Store, routing: Routing, faults: Faults
+) -> None:
+    """The routing change's undo runs in commit order: a publish queued right behind a put
+    whose commit fails does not fan out to a subscription that was never stored."""
+    await store.put_topic(topic("orders"))
+    applied = Applied(routing, add=True)
+    faults.fail_nth(1, hold=True)
+    change = asyncio.ensure_future(store.put_subscription("s1", SPEC, applied))
+    publish = await queued_behind_the_failing_commit(store, faults)
+    with pytest.raises(StoreFailure):
+        await change
+    assert (await publish).subscriptions == frozenset()
+    assert (applied.calls, applied.undone) == (1, 1)
+    assert await store.subscription_rows() == []
+    assert await pending(store, "s1") == []
+
+
+async def test_a_delete_that_does_not_commit_leaves_the_subscription_routed(
+    store: Store, routing: Routing, faults: Faults
+) -> None:
+    await store.put_topic(topic("orders"))
+    await store.put_subscription("s1", SPEC, Applied(routing, add=True))
+    removed = Applied(routing, add=False)
+    faults.fail_nth(1, hold=True)
+    change = asyncio.ensure_future(store.delete_subscription("s1", removed))
+    publish = await queued_behind_the_failing_commit(store, faults)
+    with pytest.raises(StoreFailure):
+        await change
+    assert (await publish).subscriptions == {"s1"}
+    assert removed.undone == 1
+    assert await pending_ids(store, "s1") == ["e1"]
+
+
+async def queued_behind_the_failing_commit(
+    store: Store, faults: Faults
+) -> asyncio.Future[PublishResult]:
+    """A publish queued while the held commit fails, so it is in the next commit."""
+    for _ in range(1000):
+        if faults.reached.is_set():
+            break
+        await asyncio.sleep(0.005)
+    assert faults.reached.is_set(), "the failing commit was never reached"
+    publish = asyncio.ensure_future(store.publish("orders", [event("e1")], T0))
+    for _ in range(3):  # its first step queues it for the writer
+        await asyncio.sleep(0)
+    faults.release()
+    return publish

@@ -44,6 +44,9 @@ class Operation(Generic[T]):
     grows: bool = False  # adds data (a publish); refused first when the map is at its maximum
     result: Any = None
     error: BaseException | None = None
+    # Undoes what `run` did outside the transaction (a routing swap) if it does not commit;
+    # called in the writer thread, before any later transaction begins.
+    on_abort: Callable[[], None] | None = None
 
 
 @dataclass(slots=True)
@@ -115,13 +118,20 @@ class Committer:
             self._announced -= 1
 
     async def submit(
-        self, run: Callable[[Transaction], T], announced: bool = False, grows: bool = False
+        self,
+        run: Callable[[Transaction], T],
+        announced: bool = False,
+        grows: bool = False,
+        on_abort: Callable[[], None] | None = None,
     ) -> T:
         """Queue `run` for the next commit; `announced` if `announce()` was called for it;
-        `grows` if it adds data (refused first when the store is full)."""
+        `grows` if it adds data (refused first when the store is full); `on_abort` undoes
+        `run`'s effects outside the transaction when the transaction it ran in is aborted."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        operation = Operation(run=run, loop=loop, future=future, announced=announced, grows=grows)
+        operation = Operation(
+            run=run, loop=loop, future=future, announced=announced, grows=grows, on_abort=on_abort
+        )
         self._queue.put(operation)
         return await future
 
@@ -236,10 +246,12 @@ class Committer:
 
     def _apply(self, pending: list[Operation[Any]]) -> None:
         txn = self._begin()
+        ran: list[Operation[Any]] = []
         try:
             for operation in pending:
                 try:
                     operation.result = operation.run(txn)
+                    ran.append(operation)
                 except lmdb.MapFullError:
                     raise
                 except Exception as error:
@@ -251,6 +263,7 @@ class Committer:
             self._commit(txn)
         except BaseException:
             txn.abort()
+            _undo(ran)  # before the next transaction: no later write sees what did not commit
             raise
         self._observe(len(pending), time.perf_counter() - started)
         self.stats.commits += 1
@@ -269,6 +282,12 @@ class Committer:
                 loop.call_soon_threadsafe(_settle, operations, self._translate)
             except RuntimeError:  # the loop closed while we committed; nobody is waiting
                 pass
+
+
+def _undo(ran: list[Operation[Any]]) -> None:
+    for operation in reversed(ran):
+        if operation.on_abort is not None:
+            operation.on_abort()
 
 
 class PublishAnnouncement:

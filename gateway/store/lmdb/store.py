@@ -29,7 +29,7 @@ import lmdb
 from gateway.config.settings import TopicSettings
 from gateway.events import IncomingEvent
 from gateway.problems import GatewayError, StoreFailure, StoreFull
-from gateway.store.base import PublishHint, Store
+from gateway.store.base import PublishHint, RoutingChange, Store
 from gateway.store.lmdb import mapped, meta
 from gateway.store.lmdb import topic_rows as topic_rows
 from gateway.store.lmdb.ack_writer import AckWriter, AckWriterUnavailable
@@ -362,23 +362,28 @@ class LmdbStore:
     async def subscription_rows(self) -> list[tuple[str, bytes]]:
         return self.read(lambda txn: meta.subscription_rows(txn, self.db))
 
-    async def put_subscription(self, name: str, spec: bytes, apply: Callable[[], None]) -> bool:
+    async def put_subscription(self, name: str, spec: bytes, apply: RoutingChange) -> bool:
         """Store the spec and `apply` the routing change in the same write transaction."""
+        return await self._changing_routing(
+            lambda txn: meta.put_subscription(txn, self.db, name, spec), apply
+        )
 
-        def run(txn: Transaction) -> bool:
-            created = meta.put_subscription(txn, self.db, name, spec)
-            apply()
-            return created
+    async def delete_subscription(self, name: str, apply: RoutingChange) -> int:
+        return await self._changing_routing(
+            lambda txn: self.deliveries.delete_subscription(txn, name), apply
+        )
 
-        return await self.write(run)
+    async def _changing_routing(self, write: Callable[[Transaction], T], apply: RoutingChange) -> T:
+        """`write`, then `apply` the routing change, in one transaction; if that transaction
+        is aborted, the change is undone before the next one begins."""
+        undo: list[Callable[[], None]] = []
 
-    async def delete_subscription(self, name: str, apply: Callable[[], None]) -> int:
-        def run(txn: Transaction) -> int:
-            dropped = self.deliveries.delete_subscription(txn, name)
-            apply()
-            return dropped
+        def run(txn: Transaction) -> T:
+            result = write(txn)
+            undo.append(apply())
+            return result
 
-        return await self.write(run)
+        return await self._committer.submit(run, on_abort=lambda: undo.pop()())
 
     async def extension_row(self, kind: str, key: str) -> bytes | None:
         return self.read(lambda txn: meta.extension_row(txn, self.db, kind, key))

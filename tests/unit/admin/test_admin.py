@@ -721,7 +721,7 @@ async def test_a_stored_spec_that_no_longer_decodes_is_skipped_not_a_500(tmp_pat
         assert (await gw.client.put("/v1/subscriptions/good", json=spec(URL))).status_code == 201
         bad = {**subscription("bad", URL), "maxDeliveryAttempts": HUGE}
         row = httpx.Response(200, json=bad).content  # JSON with the 23-digit integer as is
-        await gw.store.put_subscription("bad", row, lambda: None)
+        await gw.store.put_subscription("bad", row, lambda: lambda: None)
     async with run_gateway(settings) as gw:
         listed = await gw.client.get("/v1/subscriptions")
         assert listed.status_code == 200, listed.text

@@ -449,7 +449,7 @@ async def test_a_deleted_subscription_takes_its_last_outcome_with_it(tmp_path: P
         first, second = store.deliveries.due("s1", 1_001.0, 10, ())
         await store.settle([Settlement("s1", first.seq, Ack(), 1, None, due=first.due)], 1)
         assert store.deliveries.last_outcome("s1").success_time is not None
-        await store.delete_subscription("s1", lambda: None)
+        await store.delete_subscription("s1", lambda: lambda: None)
         assert store.deliveries.last_outcome("s1") == LastOutcome()
         late = Settlement("s1", second.seq, Ack(), 1, None, due=second.due, wall=5.0)
         await store.settle([late], 1_002.0)  # through the ack writer, after the delete
