@@ -23,13 +23,13 @@ from datetime import date
 from typing import Any, Final
 from urllib.parse import quote, unquote_to_bytes
 
+from gateway.policy.names import DISALLOWED_IN_STRING
+
 INT_MIN: Final = -(2**31)
 INT_MAX: Final = 2**31 - 1
 
-_NONCHARACTERS = "".join(
-    f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17)
-)
-_DISALLOWED = re.compile(f"[\x00-\x1f\x7f-\x9f\ufdd0-\ufdef\ud800-\udfff{_NONCHARACTERS}]")
+_DISALLOWED = DISALLOWED_IN_STRING
+# JSON's short escapes of control characters (\b \f \n \r \t), see may_hold_disallowed.
 # The UTF-8 of C1 controls and noncharacters (see may_hold_disallowed).
 _SUSPECT_UTF8: Final = re.compile(
     rb"\xc2[\x80-\x9f]|\xef\xb7[\x90-\xaf]|\xef\xbf[\xbe\xbf]|[\xf0-\xf4][\x8f\x9f\xaf\xbf]\xbf[\xbe\xbf]"
@@ -60,7 +60,9 @@ _RELATIVE_REF = re.compile(
 
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z\-]+"
 _MEDIA_TYPE = re.compile(
-    rf"{_TOKEN}/{_TOKEN}(?: *;(?: *{_TOKEN}=(?:{_TOKEN}|\"(?:[ !#-\[\]-~]|\\[ -~])*\"))? *)*"
+    # Spaces before a `;` belong to that `;` alone and trailing ones to the end: no two
+    # repeats can take the same spaces (an ambiguous form backtracked exponentially, ReDoS).
+    rf"{_TOKEN}/{_TOKEN}(?:(?: *;(?: *{_TOKEN}=(?:{_TOKEN}|\"(?:[ !#-\[\]-~]|\\[ -~])*\"))?)+ *)?"
 )
 # Header values we send: the binding's percent-encoding (3.1.3.2) keeps printable ASCII except
 # space, double quote and percent.
@@ -68,12 +70,16 @@ _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in ' "%')
 
 
 def may_hold_disallowed(body: bytes) -> bool:
-    """Whether a JSON text may hold a String with a disallowed character: only through an escape,
-    a raw DEL, or non-ASCII UTF-8 (substring checks at memory speed, the regex only for the
-    non-ASCII rest)."""
-    if b"\\u" in body or b"\x7f" in body:
+    """Whether a JSON text may hold a String with a disallowed character: only through an escape
+    (`\\u`, or a short one such as `\\n`), a raw DEL, or non-ASCII UTF-8 (substring checks at
+    memory speed, the regex only for the non-ASCII rest)."""
+    if b"\\u" in body or b"\x7f" in body or _has_short_escape(body):
         return True
     return not body.isascii() and _SUSPECT_UTF8.search(body) is not None
+
+
+def _has_short_escape(body: bytes) -> bool:
+    return b"\\n" in body or b"\\t" in body or b"\\r" in body or b"\\b" in body or b"\\f" in body
 
 
 def check_string(value: str) -> None:

@@ -70,6 +70,8 @@ CONTEXT_ATTRIBUTES = frozenset(
     }  # the last two are spec 0.3's
 )
 _JSON_TYPE = re.compile(r"[^/;\s]+/(?:[^/;\s]*\+)?json", re.IGNORECASE)
+_CHARSET = re.compile(r';\s*charset\s*=\s*"?([^";\s]+)', re.IGNORECASE)
+_UTF8_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 _TEXT_TYPE = re.compile(
     r"text/.*|application/(?:xml|javascript|ecmascript|x-www-form-urlencoded|yaml|x-yaml|toml"
     r"|graphql|sql)|[^/]+/[^;]*\+(?:xml|yaml)|.*;\s*charset=.*",
@@ -203,13 +205,22 @@ def _header_value(attribute: str, raw: str) -> str:
         raise InvalidEvent(f"ce-{attribute} {error}", field=attribute) from None
 
 
+def _utf8_charset(content_type: str) -> bool:
+    """Whether text of this type is UTF-8 (no charset, utf-8 or us-ascii): text in another
+    charset is kept as its bytes, since the JSON format carries a String as Unicode text
+    (3.1.1) and decoding it as UTF-8 would change what a receiver re-encodes."""
+    found = _CHARSET.search(content_type)
+    return found is None or found.group(1).lower() in _UTF8_CHARSETS
+
+
 def _binary_data(body: bytes, content_type: str | None, version: str) -> dict[str, Any]:
     """The stored data members for a binary-mode body (none for an empty body)."""
     if not body:
         return {}
     if content_type is not None and is_json(content_type):
         try:
-            jsonsafe.parse(body)
+            # One level less: the data sits inside the event when it is pushed structured.
+            jsonsafe.parse(body, limit=jsonsafe.MAX_DEPTH - 1)
         except jsonsafe.UnsafeJSON as error:
             raise InvalidEvent(
                 f"the body is declared {media_type(content_type)} but is {error}", field="data"
@@ -217,11 +228,11 @@ def _binary_data(body: bytes, content_type: str | None, version: str) -> dict[st
         # Valid JSON: stored as the text that arrived, the document's last member
         # (gateway.policy.stored), so a binary-mode push sends these very bytes.
         return {"data": orjson.Fragment(body)}
-    if content_type is not None and is_text(content_type):
+    if content_type is not None and is_text(content_type) and _utf8_charset(content_type):
         try:
             return {"data": body.decode("utf-8")}
         except UnicodeDecodeError:
-            pass  # text in another charset: kept as the bytes it is
+            pass  # not UTF-8 after all: kept as the bytes it is
     return bytes_members(body, version)
 
 

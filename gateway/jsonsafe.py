@@ -47,26 +47,27 @@ class _HugeInteger(str):
     """An integer literal outside the 64-bit range, kept as text so it can be found."""
 
 
-def parse(body: bytes | str) -> Any:
-    """The JSON value of `body`; raises UnsafeJSON if it is not JSON or is nested too deep."""
+def parse(body: bytes | str, limit: int = MAX_DEPTH) -> Any:
+    """The JSON value of `body`; raises UnsafeJSON if it is not JSON or is nested deeper than
+    `limit` (a value that will sit inside a document gets fewer levels than MAX_DEPTH)."""
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as error:
         if str(error).startswith("depth limit exceeded"):  # orjson's own, at 1,024 levels
-            raise UnsafeJSON(f"nested more than {MAX_DEPTH} levels deep") from None
+            raise UnsafeJSON(f"nested more than {limit} levels deep") from None
         raise UnsafeJSON(f"not valid JSON ({error})") from None
-    check_depth(body, value)
+    check_depth(body, value, limit)
     _check_integers(body)
     return value
 
 
-def check_depth(body: bytes | str, value: Any) -> None:
-    """Raise UnsafeJSON if `value` (parsed from `body`) nests deeper than MAX_DEPTH."""
+def check_depth(body: bytes | str, value: Any, limit: int = MAX_DEPTH) -> None:
+    """Raise UnsafeJSON if `value` (parsed from `body`) nests deeper than `limit`."""
     text = body.encode() if isinstance(body, str) else body
-    if text.count(b"[") + text.count(b"{") <= MAX_DEPTH:
+    if text.count(b"[") + text.count(b"{") <= limit:
         return
-    if depth(value) > MAX_DEPTH:
-        raise UnsafeJSON(f"nested more than {MAX_DEPTH} levels deep")
+    if depth(value) > limit:
+        raise UnsafeJSON(f"nested more than {limit} levels deep")
 
 
 def _check_integers(body: bytes | str) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Final
 import orjson
 
 from gateway.policy import stored
+from gateway.policy.names import DISALLOWED_IN_STRING
 
 DL_ATTRIBUTES: Final = (
     "dlsubscription",
@@ -52,11 +53,18 @@ def _truncate_utf8(text: str, limit: int) -> str:
 
 
 def body_text(body: bytes) -> str:
-    """`body` as UTF-8 text (undecodable bytes replaced), at most MAX_DL_BODY bytes encoded."""
+    """`body` as a CloudEvents String (undecodable bytes and characters a String may not hold,
+    such as a newline, replaced by U+FFFD), at most MAX_DL_BODY bytes encoded."""
     # Each input byte decodes to at least one output byte, so the first MAX_DL_BODY bytes of
     # output come from the first MAX_DL_BODY input bytes; 4 more cover a character cut short.
     text = body[: MAX_DL_BODY + 4].decode("utf-8", errors="replace")
-    return _truncate_utf8(text, MAX_DL_BODY)
+    return _truncate_utf8(as_string(text), MAX_DL_BODY)
+
+
+def as_string(text: str) -> str:
+    """`text` with what a CloudEvents String may not hold replaced by U+FFFD (a dead letter's
+    attributes are ones the gateway's own ingress would accept)."""
+    return DISALLOWED_IN_STRING.sub("\ufffd", text)
 
 
 def rfc3339_utc(at: float) -> str:
@@ -70,7 +78,7 @@ def _failure_attributes(failure: Failure) -> dict[str, str]:
     if failure.status is not None:
         attributes["dlstatus"] = failure.status
     if failure.error is not None:
-        attributes["dlerror"] = failure.error[:MAX_DL_ERROR]
+        attributes["dlerror"] = as_string(failure.error[:MAX_DL_ERROR])
     if failure.body:
         attributes["dlbody"] = body_text(failure.body)
     return attributes

@@ -5,10 +5,11 @@ later layer fails, and so does any gateway import from pure policy (`gateway/pol
 another policy module. Imports under `if TYPE_CHECKING:` count like any other: a type named
 from a later layer is still a dependency on it.
 
-One cut differs from LAYOUT.md's picture: `events` (the CloudEvents codec) sits after `policy`,
-with the other wire formats, not among the root modules. The codec refuses the dead-letter
-attributes (`policy.deadletters.DL_ATTRIBUTES`) on publish, so it depends on that policy, and
-nothing before `policy` reads events.
+One cut differs from LAYOUT.md's picture: `events` and `cetypes` (the CloudEvents codec) sit
+after `policy`, with the other wire formats, not among the root modules. The codec refuses the
+dead-letter attributes (`policy.deadletters.DL_ATTRIBUTES`) on publish and shares the String
+rule with the dead letters (`policy.names`), so it depends on that policy, and nothing before
+`policy` reads events.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 LAYERS: tuple[frozenset[str], ...] = tuple(
     frozenset(layer.split())
     for layer in (
-        "__init__ problems clock deadlines cetypes jsonsafe",
+        "__init__ problems clock deadlines jsonsafe",
         "config",
         "policy",
-        "events openapi api_models",
+        "events cetypes openapi api_models",
         "destinations",
         "store",
         "resources",

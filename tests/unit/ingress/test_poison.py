@@ -5,6 +5,7 @@ accepting and pushing good events."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -102,27 +103,31 @@ async def test_f3_deeply_nested_json_is_refused_in_every_mode(tmp_path: Path, le
     deep = "[" * levels + "]" * levels
     event = orjson.dumps(EVENT).decode()[:-1] + f',"data":{deep}}}'
     async with pushing(tmp_path) as (gw, sub):
-        requests = [
-            ({**BINARY_HEADERS, "ce-id": "deep"}, deep, "data"),
-            (STRUCTURED, event, None),
-            (BATCH, f"[{event}]", None),
+        requests = [  # binary data sits inside the event when pushed: one level less
+            ({**BINARY_HEADERS, "ce-id": "deep"}, deep, "data", MAX_DEPTH - 1),
+            (STRUCTURED, event, None, MAX_DEPTH),
+            (BATCH, f"[{event}]", None, MAX_DEPTH),
         ]
-        for headers, content, field in requests:
+        for headers, content, field, limit in requests:
             response = await gw.client.post(
                 "/topics/orders/events", headers=headers, content=content.encode()
             )
             problem = assert_problem(response, 400, "invalid-event")
             assert problem.get("field") == field
-            assert f"nested more than {MAX_DEPTH} levels deep" in problem["detail"]
+            assert f"nested more than {limit} levels deep" in problem["detail"]
         await assert_still_serves(gw, sub, "good")
 
 
 async def test_f3_json_data_at_the_depth_limit_is_accepted_and_pushed(tmp_path: Path) -> None:
-    deep = b"[" * MAX_DEPTH + b"]" * MAX_DEPTH
+    """Binary-mode data gets one level less than a whole document: pushed structured, it sits
+    inside the event, and a downstream gateway must accept that push (found in review)."""
+    deep = b"[" * (MAX_DEPTH - 1) + b"]" * (MAX_DEPTH - 1)
+    too_deep = b"[" * MAX_DEPTH + b"]" * MAX_DEPTH
     async with pushing(tmp_path) as (gw, sub):
-        response = await gw.client.post(
-            "/topics/orders/events", headers={**BINARY_HEADERS, "ce-id": "deep"}, content=deep
-        )
+        headers = {**BINARY_HEADERS, "ce-id": "deep"}
+        refused = await gw.client.post("/topics/orders/events", headers=headers, content=too_deep)
+        assert assert_problem(refused, 400, "invalid-event")["field"] == "data"
+        response = await gw.client.post("/topics/orders/events", headers=headers, content=deep)
         assert response.status_code == 202
         await settle(gw)
         assert [request.body for request in sub.received] == [deep]
@@ -296,3 +301,64 @@ async def test_content_length_with_chunked_is_refused_on_uvicorn(tmp_path: Path)
             assert listing.json()["events"] == []
     finally:
         await asyncio.to_thread(gateway.stop)
+
+
+async def test_a_content_type_that_backtracks_is_refused_at_once(gateway: RunningGateway) -> None:
+    """A media type that almost matches (`a/b; ; ; ...; @`) took exponential time to refuse
+    and froze the event loop: 100 bytes would have blocked it for days (found in review)."""
+    hostile = "a/b" + "; " * 60 + "@"
+    for headers in ({"content-type": hostile}, {"content-type": "text/plain"}):
+        response = await gateway.publish("orders", "redos", **headers)
+        if headers["content-type"] == hostile:
+            assert assert_problem(response, 400, "invalid-event")["field"] == "content-type"
+    document = {**EVENT, "datacontenttype": hostile, "data": "x"}
+    response = await gateway.client.post(
+        "/topics/orders/events", headers=STRUCTURED, content=orjson.dumps(document)
+    )
+    assert assert_problem(response, 400, "invalid-event")["field"] == "datacontenttype"
+    assert await stored_ids(gateway) == ["redos"]
+
+
+@pytest.mark.parametrize("escape", ["\\n", "\\t", "\\r", "\\b", "\\f"])
+async def test_control_characters_in_structured_strings_are_refused(
+    gateway: RunningGateway, escape: str
+) -> None:
+    """JSON's short escapes of control characters, as `\\u000a` already was (core spec "Type
+    System"): such an id was stored and then pushed as a header its own ingress refuses."""
+    body = (
+        b'{"specversion":"1.0","id":"line1' + escape.encode() + b'line2","source":"/s","type":"t"}'
+    )
+    for headers, content in ((STRUCTURED, body), (BATCH, b"[" + body + b"]")):
+        response = await gateway.client.post(
+            "/topics/orders/events", headers=headers, content=content
+        )
+        assert assert_problem(response, 400, "invalid-event")["field"] == "id"
+    assert await stored_ids(gateway) == []
+
+
+async def test_text_in_another_charset_is_kept_as_bytes(tmp_path: Path) -> None:
+    """`text/plain; charset=windows-1252` is not decoded as UTF-8 (JSON format 3.1.1): the
+    structured push carries the bytes that were sent, as data_base64."""
+    async with pushing(tmp_path) as (gw, sub):
+        await gw.client.put(
+            "/v1/subscriptions/s2",
+            json={
+                "topic": "orders",
+                "destination": {"http": {"url": sub.url, "contentMode": "structured"}},
+            },
+        )
+        headers = {
+            **BINARY_HEADERS,
+            "ce-id": "cp",
+            "content-type": "text/plain; charset=windows-1252",
+        }
+        sent = "Ã©".encode("windows-1252")  # the UTF-8 bytes of "é", read as windows-1252
+        assert (
+            await gw.client.post("/topics/orders/events", headers=headers, content=sent)
+        ).status_code == 202
+        await settle(gw)
+        by_mode = {request.headers.get("content-type", ""): request for request in sub.received}
+        structured = orjson.loads(by_mode["application/cloudevents+json"].body)
+        assert "data" not in structured
+        assert base64.b64decode(structured["data_base64"]) == sent
+        assert by_mode["text/plain; charset=windows-1252"].body == sent

@@ -12,6 +12,7 @@ from gateway.policy.deadletters import (
     DL_ATTRIBUTES,
     MAX_DL_BODY,
     Failure,
+    as_string,
     body_text,
     dead_letter_attributes,
     rfc3339_utc,
@@ -137,6 +138,9 @@ def test_error_truncated_to_256_characters(error: str, expected: str) -> None:
         pytest.param(b"\xff\xfe", "\ufffd\ufffd", id="invalid-bytes-replaced"),
         pytest.param(b"a" * 1022 + b"\xff", "a" * 1022, id="replacement-char-not-split"),
         pytest.param(b"a" * 1021 + b"\xff", "a" * 1021 + "\ufffd", id="replacement-char-fits"),
+        pytest.param(b'{"error": "bad"}\n', '{"error": "bad"}\ufffd', id="newline-replaced"),
+        pytest.param(b"a\x00b\tc\x7f", "a\ufffdb\ufffdc\ufffd", id="controls-replaced"),
+        pytest.param("\u0085\ufffe".encode(), "\ufffd\ufffd", id="c1-and-nonchar-replaced"),
     ],
 )
 def test_body_truncated_to_1024_utf8_bytes(body: bytes, expected: str) -> None:
@@ -157,7 +161,7 @@ def test_body_truncated_to_1024_utf8_bytes(body: bytes, expected: str) -> None:
     ],
 )
 def test_body_matches_decoding_the_whole_body(body: bytes) -> None:
-    whole = body.decode("utf-8", errors="replace").encode("utf-8")
+    whole = as_string(body.decode("utf-8", errors="replace")).encode("utf-8")
     expected = whole[:MAX_DL_BODY].decode("utf-8", errors="ignore")
     assert body_text(body) == expected
     assert len(expected.encode("utf-8")) > MAX_DL_BODY - 4
@@ -221,3 +225,11 @@ def test_redead_letter_replaces_stale_details() -> None:
 def test_failure_is_frozen() -> None:
     with pytest.raises(AttributeError):
         FULL.status = "200"  # type: ignore[misc]
+
+
+def test_dead_letter_error_text_is_a_cloudevents_string() -> None:
+    """dlbody and dlerror are attributes the gateway's own ingress would accept: no control
+    characters (core spec "Type System"; found in review)."""
+    attributes = _attributes(Failure("connect", "refused\r\nby peer", b"line1\nline2"))
+    assert attributes["dlerror"] == "refused\ufffd\ufffdby peer"
+    assert attributes["dlbody"] == "line1\ufffdline2"
