@@ -17,6 +17,7 @@ from gateway.events import IncomingEvent
 from gateway.store.records import (
     DeadLetterResult,
     Delivery,
+    DeliveryRecord,
     LastOutcome,
     Page,
     PublishResult,
@@ -24,6 +25,7 @@ from gateway.store.records import (
     Routing,
     Selection,
     Settlement,
+    StoredEvent,
     StoreStatistics,
     SubscriptionCounters,
     SweepResult,
@@ -107,6 +109,20 @@ class Store(Protocol):
 
     async def last_outcome(self, subscription: str) -> LastOutcome:
         """When the subscription's last attempts succeeded and failed, and what failed."""
+        ...
+
+    async def event_deliveries(self, topic: str, seq: int) -> list[DeliveryRecord]:
+        """Every delivery of event `seq` of `topic` to the topic's subscriptions, pending or
+        settled (acked, dead-lettered, dropped), each with its attempt log: the first attempt
+        and the last `records.LOG_RECENT`. Logs go with the event (retention, purge, topic
+        deletion) and with their subscription."""
+        ...
+
+    async def events_by_id(
+        self, topic: str, event_id: str, source: str | None = None
+    ) -> list[StoredEvent]:
+        """The topic's events with this id (of this source, when given); NotFound for an
+        unknown topic."""
         ...
 
     async def oldest_pending(self, subscription: str) -> float | None:

@@ -101,6 +101,52 @@ class Delivery:
     last_failure: Failure  # what the last attempt saw (all None before the first)
 
 
+# The attempt log (DESIGN "Delivery visibility"): the first attempt and the last LOG_RECENT
+# are kept per delivery, each with at most LOG_RESPONSE bytes of response and LOG_ERROR of error.
+LOG_RECENT = 20
+LOG_RESPONSE = 256
+LOG_ERROR = 256
+
+# What a delivery's state is, as `Store.event_deliveries` reports it.
+DELIVERY_STATES = ("pending", "acked", "deadlettered", "dropped")
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One push attempt as the log keeps it: wall time, the HTTP status (an int) or error
+    class ("timeout", "connect", ...), short error text, duration and the response's first
+    LOG_RESPONSE bytes (credentials redacted by the lane)."""
+
+    time: float
+    status: int | str
+    error: str | None
+    duration_ms: int
+    response: bytes = b""
+
+    def bounded(self) -> Attempt:
+        """Cut to the log's bounds (whatever the subscriber answered)."""
+        error = self.error
+        if error is not None and len(error.encode()) > LOG_ERROR:
+            error = error.encode()[:LOG_ERROR].decode(errors="ignore")
+        status = self.status if isinstance(self.status, int) else self.status[:64]
+        return Attempt(self.time, status, error, self.duration_ms, self.response[:LOG_RESPONSE])
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    """One delivery of an event to a subscription, with its attempt log (the first attempt
+    and the last LOG_RECENT). `due`: when the next attempt is due (scheduling clock), for a
+    pending delivery only."""
+
+    subscription: str
+    state: str  # one of DELIVERY_STATES
+    attempts: int
+    due: float | None
+    last_status: str | None
+    last_error: str | None
+    log: tuple[Attempt, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Settlement:
     """The outcome of one attempt, as the engine decided it, to be recorded atomically."""
@@ -113,6 +159,7 @@ class Settlement:
     dead_letter_topic: str | None = None
     wall: float = 0.0  # for the dltime attribute
     due: float | None = None  # the due time it was taken at (lets an ack skip a read)
+    attempt: Attempt | None = None  # what this attempt saw, for the log (None: no attempt)
 
 
 @dataclass(frozen=True, slots=True)

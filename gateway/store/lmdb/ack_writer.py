@@ -10,11 +10,11 @@ Only plain acks go there (`gateway.store.lmdb.acks`): what they write is fixed a
 gateway's state. Retries, dead letters, publishes and admin changes stay with the group
 committer's thread. Both write to the same LMDB environment, whose write lock serialises them.
 
-Over a socket pair, the gateway sends frames (u32 length, then JSON `[[[subscription, seq,
-due], ...], {subscription: wall time of its last ack}]`). The child reads every frame that has
-arrived, applies them in one write transaction, commits (one fsync for all of them) and answers
-once per transaction: how many frames, whether it committed, and how long the commit took.
-Answers come in frame order.
+Over a socket pair, the gateway sends frames (u32 length, then msgpack `[[[subscription, seq,
+due, settled row], ...], {subscription: wall time of its last ack}]`). The child reads every
+frame that has arrived, applies them in one write transaction, commits (one fsync for all of
+them) and answers once per transaction: how many frames, whether it committed, and how long
+the commit took. Answers come in frame order.
 
 When the child cannot commit a batch (the map is full and only the gateway grows it, or
 anything else), does not answer within 30 s (it is then killed), or is gone, `record` raises
@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
-import orjson
+import msgspec
 
 from gateway.deadlines import Deadlines
 from gateway.store.lmdb import mapped
@@ -53,9 +53,11 @@ from gateway.store.lmdb.environment import open_environment
 
 log = logging.getLogger("gateway.store")
 
-FRAME = struct.Struct(">I")  # the length of the JSON that follows
+FRAME = struct.Struct(">I")  # the length of the msgpack that follows
+_FRAME_ENCODER = msgspec.msgpack.Encoder()
+_FRAME_DECODER = msgspec.msgpack.Decoder()
 REPLY = struct.Struct(">I?d")  # frames answered, committed, commit seconds
-TABLES = ("deliveries", "due", "meta")  # what an ack writes
+TABLES = ("deliveries", "due", "meta", "log")  # what an ack writes
 STOP_TIMEOUT = 5.0
 # A commit of acks takes a millisecond or two; one not answered in this long never will be.
 REPLY_TIMEOUT = 30.0
@@ -110,7 +112,7 @@ class AckWriter:
         """Return once `acks` are committed (and `succeeded`, each subscription's last ack
         time); raise AckWriterUnavailable if they were not."""
         stream = await self._ready()
-        data = orjson.dumps([acks, succeeded])
+        data = _FRAME_ENCODER.encode([acks, succeeded])
         future = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
         stream.write(FRAME.pack(len(data)) + data)
@@ -255,7 +257,7 @@ def _commit(
     try:
         latest: dict[str, float] = {}  # each subscription's last ack time, written once
         for frame in frames:
-            acks, succeeded = orjson.loads(frame)
+            acks, succeeded = _FRAME_DECODER.decode(frame)
             latest.update(settled_successes(succeeded, apply_acks(txn, db, acks)))
         record_successes(txn, db["meta"], latest)
         started = time.perf_counter()
@@ -289,7 +291,7 @@ def _begin(env: Any) -> Any:
 
 
 def _frames(channel: socket.socket) -> Iterator[list[bytes]]:
-    """The complete frames received so far (their JSON), one list per read, until end of
+    """The complete frames received so far (their msgpack), one list per read, until end of
     input."""
     buffer = b""
     while chunk := channel.recv(1 << 20):

@@ -12,7 +12,9 @@ from typing import Any
 from gateway.store.lmdb import keys
 
 Transaction = Any  # lmdb.Transaction
-PlainAck = tuple[str, int, float]  # subscription, seq, the due time the delivery was taken at
+# subscription, seq, the due time the delivery was taken at, and the settled row to keep
+# (`keys.SettledRow`, encoded: the delivery's state and its one attempt)
+PlainAck = tuple[str, int, float, bytes]
 
 
 def add_to_counter(txn: Transaction, meta: Any, subscription: str, kind: str, by: int = 1) -> None:
@@ -31,11 +33,14 @@ def apply_acks(
     applying the same ack twice changes nothing. The due row goes first because its key
     holds the due time the lane took: a delivery created again under the same key since
     (a redriven dead letter) has another due time, and an old ack leaves it alone.
+    The delivery's log row (its one attempt) is written in its place.
     Returns how many acks of each subscription settled a delivery."""
     acked: collections.Counter[str] = collections.Counter()
-    for subscription, seq, due in acks:
+    for subscription, seq, due, row in acks:
         if txn.delete(keys.due_key(subscription, due, seq), db=db["due"]):
-            txn.delete(keys.delivery_key(subscription, seq), db=db["deliveries"])
+            key = keys.delivery_key(subscription, seq)
+            txn.delete(key, db=db["deliveries"])
+            txn.put(key, row, db=db["log"])
             acked[subscription] += 1
     for subscription, count in acked.items():
         add_to_counter(txn, db["meta"], subscription, "acked", count)

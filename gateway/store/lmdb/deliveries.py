@@ -22,7 +22,14 @@ from gateway.store.lmdb import keys
 from gateway.store.lmdb.acks import PlainAck, apply_acks, settled_successes
 from gateway.store.lmdb.committer import Transaction
 from gateway.store.lmdb.scan import delete_prefix, scan_keys, scan_prefix
-from gateway.store.records import COUNTERS, Delivery, LastOutcome, Settlement
+from gateway.store.records import (
+    COUNTERS,
+    DELIVERY_STATES,
+    Delivery,
+    DeliveryRecord,
+    LastOutcome,
+    Settlement,
+)
 
 if TYPE_CHECKING:
     from gateway.store.lmdb.store import LmdbStore
@@ -30,11 +37,22 @@ if TYPE_CHECKING:
 NO_DEDUP = bytes(32)  # dead letters are never deduplicated (two subscriptions may give up)
 
 
+ACKED, DEADLETTERED, DROPPED = (DELIVERY_STATES.index(s) for s in DELIVERY_STATES[1:])
+
+
 def plain_ack(settlement: Settlement) -> PlainAck | None:
-    """An ack whose due-index row is known (the engine's acks): settled without reading the
-    delivery record (`gateway.store.lmdb.acks`). None for anything else."""
-    if isinstance(settlement.decision, Ack) and settlement.due is not None:
-        return settlement.subscription, settlement.seq, settlement.due
+    """A first-attempt ack whose due-index row is known (the engine's common case): settled
+    without reading the delivery record (`gateway.store.lmdb.acks`), its log row being that
+    one attempt. None for anything else (an ack after failures keeps its earlier log)."""
+    if (
+        isinstance(settlement.decision, Ack)
+        and settlement.due is not None
+        and settlement.attempts == 1
+    ):
+        attempt = keys.attempt_row(settlement.attempt)
+        log = [] if attempt is None else [attempt]
+        row = keys.encode_settled(keys.SettledRow(ACKED, 1, log=log))
+        return settlement.subscription, settlement.seq, settlement.due, row
     return None
 
 
@@ -106,14 +124,30 @@ class DeliveryLedger:
         decision = settlement.decision
         if settlement.attempts > state.attempts:  # an attempt, not an expiry without one
             self._last_outcome(settlement)
+        log = keys.log_with(state.log, keys.attempt_row(settlement.attempt))
         if isinstance(decision, RetryAt):
-            self._reschedule(txn, settlement, state, decision.due)
+            self._reschedule(txn, settlement, state, decision.due, log)
             return set()
         self._remove(txn, settlement.subscription, state)
         if isinstance(decision, Ack):
             self.count(settlement.subscription, "acked")
+            self._keep_log(txn, settlement, ACKED, log)
             return set()
-        return self._dead_letter(txn, settlement, state, decision, now)
+        woken = self._dead_letter(txn, settlement, state, decision, now)
+        self._keep_log(txn, settlement, DEADLETTERED if woken is not None else DROPPED, log)
+        return woken or set()
+
+    def _keep_log(
+        self, txn: Transaction, settlement: Settlement, state: int, log: list[keys.AttemptRow]
+    ) -> None:
+        """The settled delivery's row: its outcome and attempt log, kept with the event."""
+        failure = settlement.failure or Failure(None, None, None)
+        row = keys.SettledRow(state, settlement.attempts, failure.status, failure.error, log)
+        txn.put(
+            keys.delivery_key(settlement.subscription, settlement.seq),
+            keys.encode_settled(row),
+            db=self._db["log"],
+        )
 
     def _last_outcome(self, settlement: Settlement) -> None:
         """What the subscription's status shows as its last success or last failure."""
@@ -125,7 +159,12 @@ class DeliveryLedger:
             self._store.tallies.failed(subscription, wall, failure.status, failure.error)
 
     def _reschedule(
-        self, txn: Transaction, settlement: Settlement, state: keys.DeliveryState, due: float
+        self,
+        txn: Transaction,
+        settlement: Settlement,
+        state: keys.DeliveryState,
+        due: float,
+        log: list[keys.AttemptRow],
     ) -> None:
         failure = settlement.failure or Failure(None, None, None)
         updated = msgspec.structs.replace(
@@ -135,6 +174,7 @@ class DeliveryLedger:
             last_status=failure.status,
             last_error=failure.error,
             last_body=failure.body,
+            log=log,
         )
         subscription = settlement.subscription
         txn.delete(keys.due_key(subscription, state.due, state.seq), db=self._db["due"])
@@ -156,18 +196,19 @@ class DeliveryLedger:
         state: keys.DeliveryState,
         decision: DeadLetter,
         now: float,
-    ) -> set[str]:
+    ) -> set[str] | None:
+        """The subscriptions to wake; None when the delivery was dropped instead."""
         subscription = settlement.subscription
         topic = settlement.dead_letter_topic
         if topic is None or not self._store.has_topic(txn, topic):
             self.count(subscription, "dropped")
             self.count(subscription, f"dropped.{decision.reason}")
-            return set()
+            return None
         payload = self._payload(txn, state)
         if payload is None:  # the event is gone: nothing left to dead-letter
             self.count(subscription, "dropped")
             self.count(subscription, "dropped.missing")
-            return set()
+            return None
         attributes = dead_letter_attributes(
             subscription=subscription,
             reason=decision.reason,
@@ -182,7 +223,7 @@ class DeliveryLedger:
             # again on every try. Dropped and counted instead (the engine logs it).
             self.count(subscription, "dropped")
             self.count(subscription, f"dropped.{decision.reason}")
-            return set()
+            return None
         self.count(subscription, "deadlettered")
         self.count(subscription, f"deadlettered.{decision.reason}")
         return self._store.append(txn, topic, dead_letter, now)
@@ -225,11 +266,18 @@ class DeliveryLedger:
                 self._remove(txn, subscription, keys.decode_delivery(value))
                 self.count(subscription, "dropped")
                 self.count(subscription, f"dropped.{reason}")
+        self.forget_logs(txn, topic, seq)
+
+    def forget_logs(self, txn: Transaction, topic: str, seq: int) -> None:
+        """The event is gone: so are its settled deliveries' logs."""
+        for subscription, _ in self._store.routing.subscriptions_of(topic):
+            txn.delete(keys.delivery_key(subscription, seq), db=self._db["log"])
 
     def delete_subscription(self, txn: Transaction, subscription: str) -> int:
         """Drop every pending delivery of `subscription`, its counters, last outcome and spec
         row; returns how many deliveries."""
         dropped = delete_prefix(txn, self._db["deliveries"], keys.delivery_prefix(subscription))
+        delete_prefix(txn, self._db["log"], keys.delivery_prefix(subscription))
         delete_prefix(txn, self._db["due"], keys.due_prefix(subscription))
         delete_prefix(txn, self._db["meta"], keys.counter_key(subscription, ""))
         delete_prefix(txn, self._db["meta"], keys.last_prefix(subscription))
@@ -324,6 +372,26 @@ class DeliveryLedger:
 
         return self._store.read(run)
 
+    def event_deliveries(self, topic: str, seq: int) -> list[DeliveryRecord]:
+        """Every delivery of event `seq` of `topic`, pending or settled, with its log."""
+
+        def run(txn: Transaction) -> list[DeliveryRecord]:
+            found: list[DeliveryRecord] = []
+            for subscription, _ in self._store.routing.subscriptions_of(topic):
+                key = keys.delivery_key(subscription, seq)
+                value = txn.get(key, db=self._db["deliveries"])
+                if value is not None:
+                    state = keys.decode_delivery(value)
+                    if state.topic == topic:
+                        found.append(pending_record(subscription, state))
+                        continue
+                settled = txn.get(key, db=self._db["log"])
+                if settled is not None:
+                    found.append(settled_record(subscription, keys.decode_settled(settled)))
+            return found
+
+        return self._store.read(run)
+
     def pending(self, subscription: str) -> int:
         """Pending deliveries counted row by row: an O(n) scan, for tests to check the
         `published - settled` figure the counters give (the gateway itself never calls it)."""
@@ -342,6 +410,21 @@ def delivery_record(
     failure = Failure(state.last_status, state.last_error, state.last_body)
     return Delivery(
         subscription, state.seq, state.attempts, state.due, state.expires, payload, failure
+    )
+
+
+def pending_record(subscription: str, state: keys.DeliveryState) -> DeliveryRecord:
+    log = tuple(keys.attempt_of(row) for row in state.log)
+    return DeliveryRecord(
+        subscription, "pending", state.attempts, state.due, state.last_status, state.last_error, log
+    )
+
+
+def settled_record(subscription: str, row: keys.SettledRow) -> DeliveryRecord:
+    log = tuple(keys.attempt_of(attempt) for attempt in row.log)
+    state = DELIVERY_STATES[row.state]
+    return DeliveryRecord(
+        subscription, state, row.attempts, None, row.last_status, row.last_error, log
     )
 
 

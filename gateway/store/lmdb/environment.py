@@ -12,7 +12,7 @@ from typing import Any
 import lmdb
 
 ENV_FILE = "gateway.mdb"
-TABLES = ("events", "dedup", "deliveries", "due", "meta")
+TABLES = ("events", "dedup", "deliveries", "due", "meta", "log")
 MAX_READERS = 1024
 
 

@@ -167,3 +167,27 @@ def _is_duplicate(
         return False
     _, received = keys.DEDUP_VALUE.unpack(existing)
     return bool(received + retention > now)
+
+
+def find_events(
+    txn: Transaction, db: Mapping[str, Any], topic: str, event_id: str, source: str | None
+) -> list[StoredEvent]:
+    """The topic's events with this id (and source, when given): a dedup look-up when the
+    source is known, else a scan of the topic (ids are not indexed, so publishing pays
+    nothing for this look-up)."""
+    topic_retention(txn, db, topic)  # 404 for an unknown topic
+    if source is not None:
+        pointer = txn.get(keys.dedup_key(topic, source, event_id), db=db["dedup"])
+        if pointer is not None:
+            seq = int(keys.DEDUP_VALUE.unpack(pointer)[0])
+            value = txn.get(keys.event_key(topic, seq), db=db["events"])
+            if value is not None:
+                received, _, payload = keys.split_event_value(value)
+                return [StoredEvent(seq, received, payload)]
+    found: list[StoredEvent] = []
+    for key, value in scan_prefix(txn, db["events"], keys.topic_prefix(topic)):
+        received, _, payload = keys.split_event_value(value)
+        document = orjson.loads(payload)
+        if document.get("id") == event_id and source in (None, document.get("source")):
+            found.append(StoredEvent(keys.seq_of(key), received, payload))
+    return found

@@ -3,6 +3,8 @@
     events      topic \\0 seq(u64)              -> received(f64) dedup(32) payload
     dedup       sha256(topic, source, id)       -> seq(u64) received(f64)
     deliveries  subscription \\0 seq(u64)       -> DeliveryState (msgpack)
+    log         subscription \\0 seq(u64)       -> SettledRow (msgpack): a settled delivery's
+                                               state and attempt log, kept with the event
     due         subscription \\0 due_ms(u64) seq -> b""          (the due-time index)
     meta        b"seq"                          -> last seq assigned (u64; absent before the first)
                 b"topic/" name                  -> topic settings (JSON)
@@ -25,7 +27,7 @@ import struct
 import msgspec
 import orjson
 
-from gateway.store.records import LastOutcome
+from gateway.store.records import LOG_RECENT, Attempt, LastOutcome
 
 SEQ = struct.Struct(">Q")
 TIME = struct.Struct(">d")
@@ -35,6 +37,28 @@ SEP = b"\x00"
 LAST_SEQ = b"seq"
 TOPIC_PREFIX = b"topic/"
 SUBSCRIPTION_PREFIX = b"subscription/"
+
+
+class AttemptRow(msgspec.Struct, array_like=True, frozen=True):
+    """One attempt of the log (`records.Attempt`), as msgpack: an array of five."""
+
+    time: float
+    status: int | str
+    error: str | None
+    duration_ms: int
+    response: bytes = b""
+
+
+class SettledRow(msgspec.Struct, array_like=True, frozen=True):
+    """A delivery that is over (acked, dead-lettered, dropped) and its attempt log. A
+    first-attempt ack is the common case: 1 state byte, 1 attempts byte, two nils and one
+    attempt."""
+
+    state: int  # an index into records.DELIVERY_STATES
+    attempts: int
+    last_status: str | None = None
+    last_error: str | None = None
+    log: list[AttemptRow] = []
 
 
 class DeliveryState(msgspec.Struct, array_like=True, frozen=True):
@@ -50,10 +74,42 @@ class DeliveryState(msgspec.Struct, array_like=True, frozen=True):
     last_body: bytes | None = None
     payload: bytes | None = None  # set for redriven dead letters, which live outside any topic
     enqueued: float = 0.0  # when this delivery was created (oldest-pending age)
+    log: list[AttemptRow] = []  # the first attempt and the last records.LOG_RECENT
+
+
+def log_with(log: list[AttemptRow], attempt: AttemptRow | None) -> list[AttemptRow]:
+    """`log` with `attempt` appended, keeping the first and the last LOG_RECENT."""
+    if attempt is None:
+        return log
+    if len(log) <= LOG_RECENT:
+        return [*log, attempt]
+    return [log[0], *log[2:], attempt]
+
+
+def attempt_row(attempt: Attempt | None) -> AttemptRow | None:
+    if attempt is None:
+        return None
+    bounded = attempt.bounded()
+    return AttemptRow(
+        bounded.time, bounded.status, bounded.error, bounded.duration_ms, bounded.response
+    )
+
+
+def attempt_of(row: AttemptRow) -> Attempt:
+    return Attempt(row.time, row.status, row.error, row.duration_ms, row.response)
+
+
+def encode_settled(row: SettledRow) -> bytes:
+    return _DELIVERY_ENCODER.encode(row)
+
+
+def decode_settled(value: bytes) -> SettledRow:
+    return _SETTLED_DECODER.decode(value)
 
 
 _DELIVERY_ENCODER = msgspec.msgpack.Encoder()
 _DELIVERY_DECODER = msgspec.msgpack.Decoder(DeliveryState)
+_SETTLED_DECODER = msgspec.msgpack.Decoder(SettledRow)
 
 
 def dedup_key(topic: str, source: str, event_id: str) -> bytes:

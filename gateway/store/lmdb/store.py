@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Container, Coroutine, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -42,6 +43,7 @@ from gateway.store.lmdb.event_table import (
     browse_newest_page,
     browse_page,
     cursor_seq,
+    find_events,
     publish_events,
 )
 from gateway.store.lmdb.redrive import purge_dead_letters, redrive_dead_letters
@@ -50,6 +52,7 @@ from gateway.store.lmdb.tallies import Tallies
 from gateway.store.records import (
     DeadLetterResult,
     Delivery,
+    DeliveryRecord,
     LastOutcome,
     Page,
     PublishResult,
@@ -57,6 +60,7 @@ from gateway.store.records import (
     Routing,
     Selection,
     Settlement,
+    StoredEvent,
     StoreStatistics,
     SubscriptionCounters,
     SweepResult,
@@ -260,7 +264,8 @@ class LmdbStore:
 
     async def delete_topic(self, name: str) -> None:
         def run(txn: Transaction) -> None:
-            topic_rows.delete_topic(txn, self.db, name)
+            forget = partial(self.deliveries.forget_logs, txn, name)
+            topic_rows.delete_topic(txn, self.db, name, forget)
             self.tallies.topic_deleted(name)
 
         await self.write(run)
@@ -353,6 +358,14 @@ class LmdbStore:
 
     async def last_outcome(self, subscription: str) -> LastOutcome:
         return self.deliveries.last_outcome(subscription)
+
+    async def event_deliveries(self, topic: str, seq: int) -> list[DeliveryRecord]:
+        return self.deliveries.event_deliveries(topic, seq)
+
+    async def events_by_id(
+        self, topic: str, event_id: str, source: str | None = None
+    ) -> list[StoredEvent]:
+        return self.read(lambda txn: find_events(txn, self.db, topic, event_id, source))
 
     async def oldest_pending(self, subscription: str) -> float | None:
         return self.deliveries.oldest_pending(subscription)

@@ -61,6 +61,7 @@ def _sweep_topic(
             break
         seq = keys.seq_of(cursor.key())
         woken |= store.deliveries.settle_expired(txn, topic.name, seq, now, wall)
+        store.deliveries.forget_logs(txn, topic.name, seq)
         pointer = txn.get(dedup, db=db["dedup"])
         if pointer is not None and keys.DEDUP_VALUE.unpack(pointer)[0] == seq:
             txn.delete(dedup, db=db["dedup"])

@@ -8,7 +8,7 @@ of that transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -35,13 +35,15 @@ def put_topic(txn: Transaction, db: Mapping[str, Any], topic: TopicSettings) -> 
     return created
 
 
-def delete_topic(txn: Transaction, db: Mapping[str, Any], name: str) -> None:
+def delete_topic(
+    txn: Transaction, db: Mapping[str, Any], name: str, forget: Callable[[int], None]
+) -> None:
     key = keys.topic_key(name)
     if txn.get(key, db=db["meta"]) is None:
         raise NotFound(f"topic {name!r} does not exist")
     txn.delete(key, db=db["meta"])
     txn.delete(keys.topic_count_key(name), db=db["meta"])
-    _delete_topic_events(txn, db, name)
+    _delete_topic_events(txn, db, name, forget)
 
 
 def has_topic(txn: Transaction, db: Mapping[str, Any], topic: str) -> bool:
@@ -69,9 +71,12 @@ def event_count(txn: Transaction, db: Mapping[str, Any], topic: str) -> int:
     return int(keys.SEQ.unpack(value)[0]) if value else 0
 
 
-def _delete_topic_events(txn: Transaction, db: Mapping[str, Any], topic: str) -> None:
+def _delete_topic_events(
+    txn: Transaction, db: Mapping[str, Any], topic: str, forget: Callable[[int], None]
+) -> None:
     def forget_dedup(key: bytes, value: bytes) -> None:
         _, dedup, _ = keys.split_event_value(value)
         txn.delete(dedup, db=db["dedup"])
+        forget(keys.seq_of(key))
 
     delete_prefix(txn, db["events"], keys.topic_prefix(topic), each=forget_dedup)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import orjson
 import pytest
 
@@ -257,7 +258,7 @@ def start_child(store: LmdbStore) -> tuple[socket.socket, subprocess.Popen[bytes
 
 
 def frame(acks: list[Any]) -> bytes:
-    data = orjson.dumps(acks)
+    data = msgspec.msgpack.encode(acks)
     return FRAME.pack(len(data)) + data
 
 
