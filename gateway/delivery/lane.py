@@ -49,7 +49,7 @@ from gateway.policy.outcomes import (
 )
 from gateway.resources.subscriptions import Subscription
 from gateway.store.base import Store
-from gateway.store.records import Delivery, Settlement
+from gateway.store.records import LOG_RESPONSE, Attempt, Delivery, Settlement
 
 ERROR_COOLDOWN = 1.0
 
@@ -226,7 +226,8 @@ class Lane:
                 if isinstance(request, PushResult):  # no push can be made of the stored event
                     outcome = self._judge(delivery, request, unreadable=True)
                 else:
-                    outcome = self._judge(delivery, await self._push(request))
+                    result, seconds = await self._push(request)
+                    outcome = self._judge(delivery, result, seconds=seconds)
             await self._recorder.record(outcome.settlement)
             self._count(delivery, outcome)
         except asyncio.CancelledError:
@@ -256,14 +257,22 @@ class Lane:
         except Exception as error:
             return PushResult.failed(INTERNAL_ERROR, f"{error.__class__.__name__}: {error}")
 
-    async def _push(self, request: PushRequest) -> PushResult:
+    async def _push(self, request: PushRequest) -> tuple[PushResult, float]:
+        """The result and how long the push took (seconds)."""
         subscription = self.subscription
         started = self._clock.monotonic()
         result = await self._sink.push(subscription.target, request, subscription.ack_deadline)
-        self._durations.observe(self._clock.monotonic() - started)
-        return result
+        seconds = self._clock.monotonic() - started
+        self._durations.observe(seconds)
+        return result, seconds
 
-    def _judge(self, delivery: Delivery, result: PushResult, unreadable: bool = False) -> Outcome:
+    def _judge(
+        self,
+        delivery: Delivery,
+        result: PushResult,
+        unreadable: bool = False,
+        seconds: float = 0.0,
+    ) -> Outcome:
         """What the result means and what is recorded next. `unreadable`: the push could not
         be built from the stored event, which says nothing about the destination (its
         concurrency is left alone, and it is dropped when given up unless a dead letter can
@@ -283,7 +292,10 @@ class Lane:
         )
         failure = None if verdict is Verdict.ACK else _failure(result, subscription.target)
         dead_letterable = not unreadable or _is_json_object(delivery.payload)
-        settlement = self._settlement(delivery, decision, attempts, failure, dead_letterable)
+        attempt = _attempt(result, self.subscription.target, self._clock.now(), seconds)
+        settlement = self._settlement(
+            delivery, decision, attempts, failure, dead_letterable, attempt
+        )
         return Outcome(settlement, delivery_code(result.status, result.error))
 
     def _backoff(self, result: PushResult, attempts: int) -> float:
@@ -305,6 +317,7 @@ class Lane:
         attempts: int,
         failure: Failure | None,
         dead_letterable: bool = True,
+        attempt: Attempt | None = None,
     ) -> Settlement:
         """`dead_letterable`: False for a stored event no dead letter can be made of (it is
         then dropped when given up)."""
@@ -317,6 +330,7 @@ class Lane:
             dead_letter_topic=self.subscription.dead_letter_topic if dead_letterable else None,
             due=delivery.due,
             wall=self._clock.now(),
+            attempt=attempt,
         )
 
     def _count(self, delivery: Delivery, outcome: Outcome) -> None:
@@ -361,6 +375,19 @@ def _failure(result: PushResult, target: Target) -> Failure:
         return Failure(str(result.status), f"HTTP {result.status}", body)
     detail = None if result.detail is None else target.redact(result.detail.encode()).decode()
     return Failure(result.error, detail, None)
+
+
+def _attempt(result: PushResult, target: Target, wall: float, seconds: float) -> Attempt:
+    """The attempt as its log keeps it (credentials redacted, the response cut short)."""
+    # The whole body is redacted before it is cut, so no credential is left half-visible.
+    response = target.redact(result.body)[:LOG_RESPONSE] if result.body else b""
+    if result.status is not None:
+        error = None if 200 <= result.status < 300 else f"HTTP {result.status}"
+        status: int | str = result.status
+    else:
+        status = result.error or "protocol"
+        error = None if result.detail is None else target.redact(result.detail.encode()).decode()
+    return Attempt(wall, status, error, round(seconds * 1000), response).bounded()
 
 
 def _is_json_object(payload: bytes | None) -> bool:
