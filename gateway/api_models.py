@@ -3,7 +3,7 @@ and `/openapi.json` is generated from the same types, so document and behaviour 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -55,6 +55,38 @@ class EventPage(_Shape, frozen=True):
 
     events: list[dict[str, Any]]
     next: str | None
+
+
+class LoggedAttempt(_Shape, frozen=True):
+    """One attempt of a delivery's log: when (RFC 3339 UTC), the HTTP status (an integer) or
+    error class (`timeout`, `connect`, `egress-denied`, ...), short error text, how long it
+    took, and the first 256 bytes of the response (credentials redacted) as text."""
+
+    time: str
+    status: int | str
+    error: str | None
+    duration_ms: int
+    response: str
+
+
+class EventDelivery(_Shape, frozen=True):
+    """One subscription's delivery of the event; `log` holds the first attempt and the last
+    20. `nextAttemptTime` is set while the delivery is pending."""
+
+    subscription: str
+    state: Literal["pending", "acked", "deadlettered", "dropped"]
+    attempts: int
+    next_attempt_time: str | None
+    last_status: int | str | None
+    last_error: str | None
+    log: list[LoggedAttempt]
+
+
+class EventDeliveries(_Shape, frozen=True):
+    """An event (structured JSON) and its deliveries with their attempt logs."""
+
+    event: dict[str, Any]
+    deliveries: list[EventDelivery]
 
 
 class SubscriptionStatus(_Shape, frozen=True):

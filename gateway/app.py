@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway import console, openapi
-from gateway.admin import ConfigApi, DeadLettersApi, SubscriptionsApi, TopicsApi
+from gateway.admin import ConfigApi, DeadLettersApi, EventsApi, SubscriptionsApi, TopicsApi
 from gateway.admin.pretry import PretryApi
 from gateway.clock import Clock, SteadyTime, SystemClock
 from gateway.config.settings import Settings
@@ -188,6 +188,7 @@ def _build_apis(
     return [
         *receiver.operations(),
         *TopicsApi(store, topics, subscriptions).operations(),
+        *EventsApi(store, topics, gateway.clock, now).operations(),
         *SubscriptionsApi(store, subscriptions, gateway.sink.resolver).operations(),
         *DeadLettersApi(store, topics, subscriptions, now, engine.wake).operations(),
         *ConfigApi(gateway.reload).operations(),
