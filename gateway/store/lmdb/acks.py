@@ -40,7 +40,8 @@ def apply_acks(
         if txn.delete(keys.due_key(subscription, due, seq), db=db["due"]):
             key = keys.delivery_key(subscription, seq)
             txn.delete(key, db=db["deliveries"])
-            txn.put(key, row, db=db["log"])
+            if row:  # none when the store is full: the ack is recorded without its log
+                txn.put(key, row, db=db["log"])
             acked[subscription] += 1
     for subscription, count in acked.items():
         add_to_counter(txn, db["meta"], subscription, "acked", count)

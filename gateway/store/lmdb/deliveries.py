@@ -95,26 +95,34 @@ class DeliveryLedger:
         self._store.tallies.count(subscription, kind, by)
 
     def settle_all(
-        self, txn: Transaction, settlements: Iterable[Settlement], now: float
+        self,
+        txn: Transaction,
+        settlements: Iterable[Settlement],
+        now: float,
+        *,
+        keep_logs: bool = True,
     ) -> set[str]:
         """Apply many attempts' decisions; returns subscriptions that got new deliveries.
-        Acks (the common case) are tallied and counted once per subscription, not per ack."""
+        Acks (the common case) are tallied and counted once per subscription, not per ack.
+        `keep_logs=False` (the store is full): nothing is added to the attempt logs."""
         woken: set[str] = set()
         acks: list[PlainAck] = []
         succeeded: dict[str, float] = {}
         for settlement in settlements:
             ack = plain_ack(settlement)
             if ack is not None:
-                acks.append(ack)
+                acks.append(ack if keep_logs else (*ack[:3], b""))
                 succeeded[settlement.subscription] = settlement.wall
             else:
-                woken |= self.settle(txn, settlement, now)
+                woken |= self.settle(txn, settlement, now, keep_logs=keep_logs)
         acked = apply_acks(txn, self._db, acks)
         for subscription, wall in settled_successes(succeeded, acked):
             self._store.tallies.succeeded(subscription, wall)
         return woken
 
-    def settle(self, txn: Transaction, settlement: Settlement, now: float) -> set[str]:
+    def settle(
+        self, txn: Transaction, settlement: Settlement, now: float, *, keep_logs: bool = True
+    ) -> set[str]:
         """Apply one attempt's decision; returns subscriptions that got new deliveries."""
         key = keys.delivery_key(settlement.subscription, settlement.seq)
         value = txn.get(key, db=self._db["deliveries"])
@@ -124,17 +132,22 @@ class DeliveryLedger:
         decision = settlement.decision
         if settlement.attempts > state.attempts:  # an attempt, not an expiry without one
             self._last_outcome(settlement)
-        log = keys.log_with(state.log, keys.attempt_row(settlement.attempt))
+        log = state.log
+        if keep_logs:
+            log = keys.log_with(state.log, keys.attempt_row(settlement.attempt))
         if isinstance(decision, RetryAt):
             self._reschedule(txn, settlement, state, decision.due, log)
             return set()
         self._remove(txn, settlement.subscription, state)
         if isinstance(decision, Ack):
             self.count(settlement.subscription, "acked")
-            self._keep_log(txn, settlement, ACKED, log)
-            return set()
-        woken = self._dead_letter(txn, settlement, state, decision, now)
-        self._keep_log(txn, settlement, DEADLETTERED if woken is not None else DROPPED, log)
+            final = ACKED
+            woken: set[str] | None = set()
+        else:
+            woken = self._dead_letter(txn, settlement, state, decision, now)
+            final = DEADLETTERED if woken is not None else DROPPED
+        if keep_logs:
+            self._keep_log(txn, settlement, final, log)
         return woken or set()
 
     def _keep_log(

@@ -304,7 +304,14 @@ class LmdbStore:
                 return set()
             except AckWriterUnavailable:
                 pass  # the writer thread records them; an ack applied twice changes nothing
-        return await self.write(lambda txn: self.deliveries.settle_all(txn, settlements, now))
+        try:
+            return await self.write(lambda txn: self.deliveries.settle_all(txn, settlements, now))
+        except StoreFull:
+            # A full store still settles deliveries (settling frees pages): the same outcomes
+            # then, but without adding to their attempt logs.
+            return await self.write(
+                lambda txn: self.deliveries.settle_all(txn, settlements, now, keep_logs=False)
+            )
 
     async def browse(
         self,
