@@ -89,6 +89,29 @@ class EventDeliveries(_Shape, frozen=True):
     deliveries: list[EventDelivery]
 
 
+class ListedDelivery(_Shape, frozen=True):
+    """One delivery of a subscription's listing; `publishedTime` is when its event was
+    stored (RFC 3339 UTC)."""
+
+    id: str
+    source: str
+    type: str
+    state: Literal["pending", "acked", "deadlettered", "dropped"]
+    attempts: int
+    next_attempt_time: str | None
+    last_status: int | str | None
+    last_error: str | None
+    published_time: str
+
+
+class DeliveryList(_Shape, frozen=True):
+    """A page of a subscription's deliveries in event order, and the cursor of the next page
+    (or null)."""
+
+    deliveries: list[ListedDelivery]
+    next: str | None
+
+
 class SubscriptionStatus(_Shape, frozen=True):
     """Delivery counts, and the subscription's last success and last failure (RFC 3339 UTC;
     left out until there is one). `lastStatus` and `lastError` describe the last failed

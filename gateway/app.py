@@ -188,7 +188,7 @@ def _build_apis(
     return [
         *receiver.operations(),
         *TopicsApi(store, topics, subscriptions).operations(),
-        *EventsApi(store, topics, gateway.clock, now).operations(),
+        *EventsApi(store, topics, subscriptions, gateway.clock, now).operations(),
         *SubscriptionsApi(store, subscriptions, gateway.sink.resolver).operations(),
         *DeadLettersApi(store, topics, subscriptions, now, engine.wake).operations(),
         *ConfigApi(gateway.reload).operations(),

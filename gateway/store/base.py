@@ -17,6 +17,7 @@ from gateway.events import IncomingEvent
 from gateway.store.records import (
     DeadLetterResult,
     Delivery,
+    DeliveryPage,
     DeliveryRecord,
     LastOutcome,
     Page,
@@ -116,6 +117,14 @@ class Store(Protocol):
         settled (acked, dead-lettered, dropped), each with its attempt log: the first attempt
         and the last `records.LOG_RECENT`. Logs go with the event (retention, purge, topic
         deletion) and with their subscription."""
+        ...
+
+    async def subscription_deliveries(
+        self, subscription: str, topic: str, state: str | None, after: str | None, limit: int
+    ) -> DeliveryPage:
+        """A page of the subscription's deliveries (of events of `topic`, its topic), pending
+        and settled, in event order after the opaque cursor `after`; only those in `state`
+        (`records.DELIVERY_STATES`) when given. Events gone from the store are left out."""
         ...
 
     async def events_by_id(

@@ -148,6 +148,23 @@ class DeliveryRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedDelivery:
+    """One delivery in a subscription's listing (`Store.subscription_deliveries`): its event
+    (seq, when it was stored on the scheduling clock, its JSON) and the delivery."""
+
+    seq: int
+    received: float
+    payload: bytes
+    delivery: DeliveryRecord
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPage:
+    deliveries: list[ListedDelivery]
+    next: str | None  # an opaque cursor, None on the last page
+
+
+@dataclass(frozen=True, slots=True)
 class Settlement:
     """The outcome of one attempt, as the engine decided it, to be recorded atomically."""
 

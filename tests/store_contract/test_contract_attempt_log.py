@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import orjson
+
 from gateway.store.base import Store
 from gateway.store.records import LOG_ERROR, LOG_RECENT, LOG_RESPONSE, Attempt, Delivery
 from tests.store_contract.support import (
@@ -48,7 +50,7 @@ async def fail(store: Store, delivery: Delivery, n: int, **attempt_fields: objec
         attempt=attempt(n, **attempt_fields),  # type: ignore[arg-type]
     )
     await store.settle([failed], T0 + n)
-    [again] = await store.claim("s1", T0 + n, 10, NONE)
+    [again] = [d for d in await store.claim("s1", T0 + n, 10, NONE) if d.seq == delivery.seq]
     return again
 
 
@@ -201,3 +203,44 @@ async def test_events_are_found_by_id_and_source(store: Store, routing: Routing)
     assert b'"source":"/b"' in found.payload
     assert await store.events_by_id("orders", "e3") == []
     assert await store.events_by_id("orders", "e2", "/b") == []
+
+
+def id_of(payload: bytes) -> str:
+    return str(orjson.loads(payload)["id"])
+
+
+async def listing(store: Store, state: str | None = None, limit: int = 2) -> list[list[str]]:
+    """Every page of s1's deliveries: (event id, state) per delivery."""
+    pages: list[list[str]] = []
+    after: str | None = None
+    for _ in range(100):
+        page = await store.subscription_deliveries("s1", "orders", state, after, limit)
+        pages.append([f"{id_of(one.payload)} {one.delivery.state}" for one in page.deliveries])
+        if page.next is None:
+            return pages
+        after = page.next
+    raise AssertionError("the listing never ended")
+
+
+async def test_a_subscriptions_deliveries_are_listed_in_event_order_by_state(
+    store: Store, routing: Routing
+) -> None:
+    routing.add("orders", "s1")
+    await store.put_topic(topic("orders"))
+    await store.publish("orders", [event(f"e{n}") for n in range(5)], T0)
+    e0, e1, e2, e3, _ = await pending(store, "s1")
+    await ack(store, e0, 1)
+    await fail(store, e1, 1)
+    await ack(store, await fail(store, e2, 1), 2)
+    await store.settle([settlement(e3, DeadLetter("permanent"))], T0 + 5)
+    everything = await listing(store)
+    assert [row for page in everything for row in page] == [
+        "e0 acked",
+        "e1 pending",
+        "e2 acked",
+        "e3 dropped",
+        "e4 pending",
+    ]
+    assert [len(page) for page in everything] == [2, 2, 1]
+    assert await listing(store, "acked", limit=10) == [["e0 acked", "e2 acked"]]
+    assert await listing(store, "pending", limit=1) == [["e1 pending"], ["e4 pending"]]

@@ -46,12 +46,14 @@ from gateway.store.lmdb.event_table import (
     find_events,
     publish_events,
 )
+from gateway.store.lmdb.listing import delivery_page
 from gateway.store.lmdb.redrive import purge_dead_letters, redrive_dead_letters
 from gateway.store.lmdb.sweep import sweep_expired
 from gateway.store.lmdb.tallies import Tallies
 from gateway.store.records import (
     DeadLetterResult,
     Delivery,
+    DeliveryPage,
     DeliveryRecord,
     LastOutcome,
     Page,
@@ -368,6 +370,13 @@ class LmdbStore:
 
     async def event_deliveries(self, topic: str, seq: int) -> list[DeliveryRecord]:
         return self.deliveries.event_deliveries(topic, seq)
+
+    async def subscription_deliveries(
+        self, subscription: str, topic: str, state: str | None, after: str | None, limit: int
+    ) -> DeliveryPage:
+        return self.read(
+            lambda txn: delivery_page(txn, self.db, subscription, topic, state, after, limit)
+        )
 
     async def events_by_id(
         self, topic: str, event_id: str, source: str | None = None

@@ -127,3 +127,40 @@ async def test_the_route_is_in_the_openapi_document(tmp_path: Path) -> None:
     operation = document["paths"]["/v1/topics/{name}/events/{id}"]["get"]
     assert set(operation["responses"]) >= {"200", "404", "409"}
     assert "EventDeliveries" in document["components"]["schemas"]
+
+
+async def test_a_subscriptions_deliveries_page_by_cursor_and_state(tmp_path: Path) -> None:
+    clock = ManualClock()
+    async with run_subscriber(clock) as sub:
+        sub.script = lambda request: Answer(503 if b'"late"' in request.body else 200)
+        async with run_gateway(settings(tmp_path, sub.url), clock=clock) as gw:
+            for n in range(3):
+                await gw.publish("orders", f"order-{n}")
+            await gw.client.post(
+                "/topics/orders/events",
+                headers={"content-type": "application/cloudevents+json"},
+                content=b'{"specversion":"1.0","id":"order-3","source":"/shop",'
+                b'"type":"com.example.order.created","data":"late"}',
+            )
+            await settle(gw)
+            first = (await gw.client.get("/v1/subscriptions/s1/deliveries?limit=3")).json()
+            rest = await gw.client.get(f"/v1/subscriptions/s1/deliveries?after={first['next']}")
+            waiting = await gw.client.get("/v1/subscriptions/s1/deliveries?state=pending")
+            bad_state = await gw.client.get("/v1/subscriptions/s1/deliveries?state=lost")
+            bad_cursor = await gw.client.get("/v1/subscriptions/s1/deliveries?after=x")
+            missing = await gw.client.get("/v1/subscriptions/nobody/deliveries")
+            document = (await gw.client.get("/openapi.json")).json()
+    assert [d["id"] for d in first["deliveries"]] == ["order-0", "order-1", "order-2"]
+    assert {d["state"] for d in first["deliveries"]} == {"acked"}
+    assert first["deliveries"][0]["source"] == "/shop"
+    assert first["deliveries"][0]["type"] == "com.example.order.created"
+    assert first["deliveries"][0]["publishedTime"].endswith("Z")
+    [late] = rest.json()["deliveries"]
+    assert (late["id"], late["state"], late["lastStatus"]) == ("order-3", "pending", 503)
+    assert late["nextAttemptTime"] is not None
+    assert rest.json()["next"] is None
+    assert [d["id"] for d in waiting.json()["deliveries"]] == ["order-3"]
+    assert assert_problem(bad_state, 400, "invalid-request")["field"] == "state"
+    assert assert_problem(bad_cursor, 400, "invalid-request")["field"] == "after"
+    assert_problem(missing, 404, "not-found")
+    assert "/v1/subscriptions/{name}/deliveries" in document["paths"]
