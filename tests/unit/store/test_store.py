@@ -329,9 +329,14 @@ async def test_full_store_still_settles_deliveries(tmp_path: Path) -> None:
 
             async def keep_publishing(worker: int) -> None:  # ...and publishers keep trying
                 nonlocal refused
-                deadline = asyncio.get_running_loop().time() + 1.5  # bounded in time and count
+                # Until every delivery stored at the full mark is acked (bounded in time and
+                # count: if acks stop committing while publishes are refused, the check below
+                # fails after the deadline instead of racing a fixed window).
+                deadline = asyncio.get_running_loop().time() + 10.0
                 for index in range(5000):
                     if asyncio.get_running_loop().time() > deadline:
+                        return
+                    if refused and status(gw, "s1")["acked"] >= full_at:
                         return
                     response = await gw.client.post(
                         "/topics/orders/events",
